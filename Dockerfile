@@ -1,0 +1,22 @@
+# One image for web, worker and beat; the command picks the role (see docker-compose.yml).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    DEBUG=false
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY . .
+# collectstatic loads settings, which demand real secrets when DEBUG is off; these
+# throwaway values exist only in this build step, never in the image's environment.
+RUN SECRET_KEY=build-only FIELD_ENCRYPTION_KEYS=$(python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())") \
+    python manage.py collectstatic --no-input \
+ && useradd --create-home --uid 10001 botfleet \
+ && mkdir -p /app/var && chown -R botfleet /app/var
+
+USER botfleet
+EXPOSE 8000
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

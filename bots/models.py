@@ -1,0 +1,117 @@
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from credentials.fields import EncryptedSecretField, HttpsURLField
+
+TELEGRAM_MAX_MESSAGE_LENGTH = 4096
+
+
+class Bot(models.Model):
+    """A Telegram bot account: its token, who it is, and how it answers."""
+
+    name = models.CharField(max_length=100, unique=True)
+    token = EncryptedSecretField(help_text="From @BotFather. Stored encrypted.")
+    telegram_id = models.BigIntegerField(null=True, blank=True, editable=False)
+    username = models.CharField(
+        max_length=64, blank=True, editable=False, help_text="Filled from Telegram (getMe)."
+    )
+    api_base_url = HttpsURLField(
+        "Bot API base URL",
+        blank=True,
+        help_text="Blank uses the TELEGRAM_API_BASE_URL setting. For a local Bot API "
+        "server or the emulator, e.g. http://127.0.0.1:8081/bot",
+    )
+    persona = models.ForeignKey(
+        "conversations.Persona", null=True, blank=True, on_delete=models.SET_NULL
+    )
+    credential = models.ForeignKey(
+        "credentials.AICredential",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        verbose_name="AI credential",
+    )
+    update_offset = models.BigIntegerField(
+        default=0,
+        editable=False,
+        help_text="Next getUpdates offset; advanced only after updates are stored.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (@{self.username})" if self.username else self.name
+
+    @property
+    def effective_api_base_url(self) -> str:
+        return self.api_base_url or settings.TELEGRAM_API_BASE_URL
+
+
+class BotTask(models.Model):
+    """The background task that runs a bot, as operators know it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        STOPPED = "stopped"
+        COMPLETED = "completed"
+        FAILED = "failed"
+
+    name = models.CharField(max_length=100)
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="tasks")
+    use_ai = models.BooleanField(
+        "use AI", default=True, help_text="Off: answer with the persona's fixed lines only."
+    )
+    respond_to_private = models.BooleanField("respond to direct messages", default=True)
+    respond_to_mentions = models.BooleanField(
+        default=True, help_text="In groups, answer messages that @mention the bot or its name."
+    )
+    respond_to_replies = models.BooleanField(
+        default=True, help_text="In groups, answer replies to the bot's messages."
+    )
+    max_response_length = models.PositiveIntegerField(
+        default=TELEGRAM_MAX_MESSAGE_LENGTH,
+        validators=[MinValueValidator(1), MaxValueValidator(100_000)],
+        help_text="Longer replies are cut here; above 4096 characters they are split "
+        "into several Telegram messages.",
+    )
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    messages_processed = models.PositiveIntegerField(default=0)
+    replies_sent = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    last_run_at = models.DateTimeField(
+        "last heartbeat", null=True, blank=True, help_text="When a poll cycle last finished."
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    # Poll-cycle lease: `poll_token` names the one cycle allowed to run next; a cycle
+    # claims it by setting `poll_claimed_at` with a conditional UPDATE. Stopping or
+    # reviving replaces the token, so any older cycle still in flight finds it gone.
+    poll_token = models.CharField(max_length=32, blank=True, editable=False)
+    poll_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        verbose_name = "bot task"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bot"],
+                condition=Q(status="running"),
+                name="one_running_task_per_bot",
+                violation_error_message="This bot already has a running task.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} [{self.status}]"

@@ -1,0 +1,62 @@
+"""Secrets the settings need: SECRET_KEY and the field-encryption keys.
+
+Development needs no configuration (a key is generated once into a git-ignored
+file); production refuses to start without them and says how to make them.
+"""
+
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+
+SECRET_KEY_HOWTO = (
+    "Set SECRET_KEY to a long random string, for example the output of: "
+    "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+)
+FIELD_KEYS_HOWTO = (
+    "Set FIELD_ENCRYPTION_KEYS to one or more comma-separated Fernet keys (the first "
+    "encrypts, all decrypt). Generate one with: "
+    "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+)
+DEV_SECRET_KEY = "django-insecure-botfleet-development-only"
+
+
+def secret_key(value: str, *, debug: bool) -> str:
+    if value:
+        return value
+    if debug:
+        return DEV_SECRET_KEY
+    raise ImproperlyConfigured(f"SECRET_KEY is not set and DEBUG is off. {SECRET_KEY_HOWTO}")
+
+
+def field_encryption_keys(values: list[str], *, debug: bool, dev_key_file: Path) -> list[str]:
+    keys = [v.strip() for v in values if v.strip()]
+    if not keys:
+        if not debug:
+            raise ImproperlyConfigured(
+                f"FIELD_ENCRYPTION_KEYS is not set and DEBUG is off. {FIELD_KEYS_HOWTO}"
+            )
+        keys = [_development_key(dev_key_file)]
+    for position, key in enumerate(keys, start=1):
+        _check_fernet_key(key, position)
+    return keys
+
+
+def _development_key(path: Path) -> str:
+    """One key per checkout, kept across runs so stored secrets stay readable."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(Fernet.generate_key().decode() + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _check_fernet_key(key: str, position: int) -> None:
+    try:
+        Fernet(key)
+    except ValueError:
+        # Never echo the key itself: it is a secret even when malformed.
+        raise ImproperlyConfigured(
+            f"FIELD_ENCRYPTION_KEYS entry #{position} is not a valid Fernet key "
+            f"(32 url-safe base64-encoded bytes). {FIELD_KEYS_HOWTO}"
+        ) from None

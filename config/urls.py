@@ -1,0 +1,10 @@
+from django.contrib import admin
+from django.urls import path
+
+admin.site.site_header = "Botfleet"
+admin.site.site_title = "Botfleet admin"
+admin.site.index_title = "Bots, personas and AI credentials"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+]

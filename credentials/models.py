@@ -1,0 +1,41 @@
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from credentials.fields import EncryptedSecretField, HttpsURLField
+
+
+class AICredential(models.Model):
+    class Provider(models.TextChoices):
+        GEMINI = "gemini", "Google Gemini"
+        OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible"
+        OFFLINE = "offline", "Offline (no network, for demos and tests)"
+
+    name = models.CharField(max_length=100, unique=True)
+    provider = models.CharField(max_length=32, choices=Provider.choices, default=Provider.GEMINI)
+    api_key = EncryptedSecretField(
+        blank=True, help_text="Stored encrypted. The offline provider needs none."
+    )
+    base_url = HttpsURLField(
+        blank=True,
+        help_text="Provider endpoint override: a proxy, a self-hosted model, or an emulator. "
+        "Blank uses the provider's public endpoint.",
+    )
+    model = models.CharField(max_length=100, default="gemini-2.5-flash")
+    is_active = models.BooleanField(default=True)
+    requests_per_minute = models.PositiveIntegerField(
+        default=60,
+        validators=[MinValueValidator(1), MaxValueValidator(100_000)],
+        help_text="Shared by every worker; calls beyond it wait for the next slot.",
+    )
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_check_ok = models.BooleanField(null=True, blank=True)
+    last_check_message = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "AI credential"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_provider_display()})"
