@@ -1,0 +1,212 @@
+"""OpenAI chat-completions wire format: request parsing, response and error bodies.
+
+Pure functions; shapes follow what the ``openai`` package parses
+(``ChatCompletion``, ``Model``, and ``_make_status_error`` which maps the HTTP
+status to the exception class and exposes ``body["error"]`` as ``.body``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .state import ChatMessage
+
+_MODEL_PATH_RE = re.compile(r"^.*?/models/(?P<id>.+)$")
+
+
+def classify(path: str, method: str) -> tuple[str, str | None]:
+    """(action, model id from the path). Suffix matching so any base_url prefix works (/v1, /api/v1, ...)."""
+    trimmed = path.rstrip("/")
+    if trimmed.endswith("/chat/completions"):
+        return ("chatCompletions" if method == "POST" else "unknown"), None
+    if trimmed.endswith("/models") or trimmed == "/models":
+        return ("listModels" if method == "GET" else "unknown"), None
+    m = _MODEL_PATH_RE.match(trimmed)
+    if m and method == "GET":
+        # Model ids of compat providers may contain "/" (e.g. "meta-llama/Llama-3-8b").
+        return "getModel", m.group("id")
+    return "unknown", None
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            p.get("text", "")
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text" and "text" in p
+        )
+    return ""
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedChatRequest:
+    model: str
+    messages: tuple[ChatMessage, ...]
+    temperature: float | None
+    max_tokens: int | None
+    max_completion_tokens: int | None
+    stream: bool
+
+
+class InvalidRequest(ValueError):
+    def __init__(self, message: str, param: str | None, code: str | None) -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = code
+
+
+def parse_chat_request(body: Any) -> ParsedChatRequest:
+    if not isinstance(body, dict):
+        raise InvalidRequest("We could not parse the JSON body of your request.", None, None)
+    for required in ("model", "messages"):
+        if required not in body:
+            raise InvalidRequest(
+                f"Missing required parameter: '{required}'.", required, "missing_required_parameter"
+            )
+    messages = body["messages"]
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest(
+            "'messages' must contain at least one message.", "messages", "invalid_value"
+        )
+    parsed = tuple(
+        ChatMessage(role=str(m.get("role", "")), content=_content_text(m.get("content")))
+        for m in messages
+        if isinstance(m, dict)
+    )
+    return ParsedChatRequest(
+        model=str(body["model"]),
+        messages=parsed,
+        temperature=body.get("temperature"),
+        max_tokens=body.get("max_tokens"),
+        max_completion_tokens=body.get("max_completion_tokens"),
+        stream=bool(body.get("stream", False)),
+    )
+
+
+def estimate_tokens(text: str) -> int:
+    # ~4 characters per token (OpenAI's rule of thumb) plus nothing fancy:
+    # deterministic, plausible numbers for usage/billing code paths.
+    return math.ceil(len(text) / 4) if text else 0
+
+
+def prompt_tokens(messages: tuple[ChatMessage, ...]) -> int:
+    # OpenAI adds a few tokens of framing per message; mimic that roughly.
+    return sum(estimate_tokens(m.content) + 4 for m in messages) + 3
+
+
+def chat_completion(
+    *,
+    completion_id: str,
+    created: int,
+    model: str,
+    content: str | None,
+    finish_reason: str,
+    prompt_token_count: int,
+) -> dict[str, Any]:
+    completion_tokens = estimate_tokens(content or "")
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "system_fingerprint": "fp_emulator",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_token_count,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_token_count + completion_tokens,
+        },
+    }
+
+
+def model_object(model_id: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": 1700000000, "owned_by": "emulator"}
+
+
+def models_list(model_ids: list[str]) -> dict[str, Any]:
+    return {"object": "list", "data": [model_object(m) for m in model_ids]}
+
+
+# ---- errors: {"error": {message, type, param, code}} ----
+
+
+def error_body(
+    message: str, type_: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def invalid_api_key() -> dict[str, Any]:
+    # The real message echoes a masked key; we leave the key out entirely so
+    # exception messages printed by tests can never contain any part of it.
+    return error_body(
+        "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+        "invalid_request_error",
+        "invalid_api_key",
+    )
+
+
+def missing_api_key() -> dict[str, Any]:
+    return error_body(
+        "You didn't provide an API key. You need to provide your API key in an Authorization header using "
+        "Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+        "invalid_request_error",
+    )
+
+
+def model_not_found(model: str) -> dict[str, Any]:
+    return error_body(
+        f"The model `{model}` does not exist or you do not have access to it.",
+        "invalid_request_error",
+        "model_not_found",
+    )
+
+
+def rate_limited(model: str, retry_after: float, message: str | None = None) -> dict[str, Any]:
+    return error_body(
+        message
+        or f"Rate limit reached for {model} in organization org-emulator on requests per min (RPM): "
+        f"Limit 3, Used 3, Requested 1. Please try again in {retry_after:g}s.",
+        "requests",
+        "rate_limit_exceeded",
+    )
+
+
+def quota_exceeded(message: str | None = None) -> dict[str, Any]:
+    return error_body(
+        message
+        or "You exceeded your current quota, please check your plan and billing details. For more information "
+        "on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.",
+        "insufficient_quota",
+        "insufficient_quota",
+    )
+
+
+# fault kind -> (HTTP status, error type, code, default message)
+SIMPLE_ERRORS: dict[str, tuple[int, str, str | None, str]] = {
+    "bad_request": (400, "invalid_request_error", None, "Invalid request."),
+    "internal": (
+        500,
+        "server_error",
+        None,
+        "The server had an error while processing your request. Sorry about that!",
+    ),
+    "unavailable": (
+        503,
+        "server_error",
+        None,
+        "The engine is currently overloaded, please try again later.",
+    ),
+}

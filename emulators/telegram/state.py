@@ -1,0 +1,1168 @@
+"""All emulator state (bots, users, chats, updates, faults, records) and control operations.
+
+Threading model: an :class:`EmulatorState` is owned by ONE asyncio event loop (the
+emulator's). Every method here must run on that loop; that is what makes the
+state safe without locks and lets long-polls wait on plain futures that an
+injection resolves immediately. The in-process :class:`~.emulator.TelegramEmulator`
+and the HTTP control API both funnel into :meth:`EmulatorState.call_control`,
+so there is exactly one implementation of every control operation.
+
+Methods decorated with :func:`control_op` form the control API. Their arguments
+and return values are JSON-friendly (ints, strings, dicts, lists) so they can be
+called over HTTP unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import string
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from .html_entities import Entity, utf16_len
+from .text_format import message_entities_for
+
+JSON = dict[str, Any]
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Update types delivered when a bot never specified allowed_updates (Bot API default).
+DEFAULT_EXCLUDED_UPDATES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
+
+CONFLICT_POLL = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+
+FaultKind = Literal[
+    "unauthorized", "conflict", "too_many_requests", "server_error", "slow", "drop", "error"
+]
+FAULT_KINDS: tuple[str, ...] = (
+    "unauthorized",
+    "conflict",
+    "too_many_requests",
+    "server_error",
+    "slow",
+    "drop",
+    "error",
+)
+
+MediaKind = Literal[
+    "photo", "sticker", "voice", "document", "video", "audio", "animation", "video_note", "location"
+]
+
+ServiceKind = Literal[
+    "new_chat_members", "left_chat_member", "new_chat_title", "group_chat_created", "pinned_message"
+]
+
+
+def control_op(fn: F) -> F:
+    """Mark a method as a control operation (exposed in-process and under ``/_emulator/<name>``)."""
+    fn.__emulator_control__ = True  # type: ignore[attr-defined]
+    return fn
+
+
+@dataclass
+class Fault:
+    """One queued fault; consumed by the next matching request, ``times`` times."""
+
+    id: int
+    kind: str
+    method: str  # lower-cased Bot API method name, or "*" for any method
+    times: int
+    status: int
+    description: str
+    retry_after: int | None = None
+    delay: float = 0.0
+
+    def as_dict(self) -> JSON:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "method": self.method,
+            "times": self.times,
+            "status": self.status,
+            "description": self.description,
+            "retry_after": self.retry_after,
+            "delay": self.delay,
+        }
+
+
+@dataclass
+class BotState:
+    """Everything the emulator knows about one registered bot."""
+
+    id: int
+    token: str
+    username: str
+    first_name: str
+    can_join_groups: bool = True
+    can_read_all_group_messages: bool = False
+    next_update_id: int = 1
+    # Pending (unconfirmed) updates, in update_id order: confirming is popleft, O(1).
+    pending: deque[JSON] = field(default_factory=deque)
+    # The waiting long-poll, if any. Resolved with "wake" / "timeout" / "conflict".
+    poller: asyncio.Future[str] | None = None
+    webhook: JSON | None = None
+    allowed_updates: list[str] | None = None
+    # Per chat: message_id -> message dict (user and bot messages share the counter).
+    messages: dict[int, dict[int, JSON]] = field(default_factory=dict)
+    next_message_id: dict[int, int] = field(default_factory=dict)
+    last_bot_message: dict[int, int] = field(default_factory=dict)
+    sent: list[JSON] = field(default_factory=list)
+    sent_by_chat: dict[int, list[JSON]] = field(default_factory=dict)
+    sent_waiters: list[tuple[int, int | None, asyncio.Future[None]]] = field(default_factory=list)
+    chat_actions: list[JSON] = field(default_factory=list)
+    injected: list[JSON] = field(default_factory=list)
+    injected_by_id: dict[int, JSON] = field(default_factory=dict)
+    blocked_by: set[int] = field(default_factory=set)
+    call_counts: dict[str, int] = field(default_factory=dict)
+    call_waiters: list[tuple[str, int, asyncio.Future[None]]] = field(default_factory=list)
+    commands: dict[str, list[JSON]] = field(default_factory=dict)
+    callback_ids: set[str] = field(default_factory=set)
+
+    def user(self) -> JSON:
+        """The bot as it appears in ``from`` fields."""
+        return {
+            "id": self.id,
+            "is_bot": True,
+            "first_name": self.first_name,
+            "username": self.username,
+        }
+
+    def me(self) -> JSON:
+        """The bot as getMe returns it."""
+        return {
+            **self.user(),
+            "can_join_groups": self.can_join_groups,
+            "can_read_all_group_messages": self.can_read_all_group_messages,
+            "supports_inline_queries": False,
+            "can_connect_to_business": False,
+            "has_main_web_app": False,
+        }
+
+    def info(self) -> JSON:
+        return {
+            "id": self.id,
+            "token": self.token,
+            "username": self.username,
+            "first_name": self.first_name,
+            "user": self.me(),
+        }
+
+
+class EmulatorState:
+    """Bots, users, chats, update queues, faults and records of one emulator instance."""
+
+    def __init__(
+        self,
+        *,
+        seed: int | None = None,
+        strict_html_ampersand: bool = True,
+        call_log_size: int = 100_000,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.strict_html_ampersand = strict_html_ampersand
+        self.call_log_size = call_log_size
+        self._fault_ids = itertools.count(1)
+        # Set on shutdown: getUpdates then answers at once instead of starting a long poll.
+        self.closing = False
+        self._reset_data()
+
+    def _reset_data(self) -> None:
+        self.bots_by_token: dict[str, BotState] = {}
+        self.bots_by_id: dict[int, BotState] = {}
+        self.users: dict[int, JSON] = {}
+        self.chats: dict[int, JSON] = {}
+        self.chats_by_username: dict[str, int] = {}
+        self.faults: dict[str, list[Fault]] = {}
+        # Bounded so a long benchmark cannot grow memory without limit.
+        self.call_log: deque[JSON] = deque(maxlen=self.call_log_size)
+        self._next_user_id = 100_000_000 + self.rng.randint(0, 899_999_999)
+        self._next_group_id = 4_000_000_000 + self.rng.randint(0, 99_999_999)
+        self._user_seq = itertools.count(1)
+        self._bot_seq = itertools.count(1)
+
+    # ------------------------------------------------------------------ plumbing
+
+    @classmethod
+    def control_op_names(cls) -> list[str]:
+        return sorted(
+            name
+            for name in dir(cls)
+            if getattr(getattr(cls, name, None), "__emulator_control__", False)
+        )
+
+    async def call_control(self, op: str, kwargs: dict[str, Any]) -> Any:
+        """Run control operation ``op``; the single entry point for both control paths."""
+        fn = getattr(self, op, None) if not op.startswith("_") else None
+        if fn is None or not getattr(fn, "__emulator_control__", False):
+            raise AttributeError(f"unknown emulator control operation {op!r}")
+        result = fn(**kwargs)
+        if isinstance(result, Awaitable):
+            result = await result
+        return result
+
+    def bot(self, token: str) -> BotState:
+        bot = self.bots_by_token.get(token)
+        if bot is None:
+            raise KeyError(f"no bot registered with a token for bot id {bot_id_from_token(token)}")
+        return bot
+
+    def now(self) -> float:
+        return time.time()
+
+    # ------------------------------------------------------------------ bots / users / chats
+
+    @control_op
+    def add_bot(
+        self,
+        token: str | None = None,
+        username: str | None = None,
+        first_name: str | None = None,
+        can_join_groups: bool = True,
+        can_read_all_group_messages: bool = False,
+    ) -> JSON:
+        """Register a bot (generating a realistic token if none is given); idempotent per token."""
+        if token is not None and token in self.bots_by_token:
+            return self.bots_by_token[token].info()
+        if token is None:
+            bot_id = self.rng.randint(5_000_000_000, 8_999_999_999)
+            while bot_id in self.bots_by_id:
+                bot_id += 1
+            alphabet = string.ascii_letters + string.digits + "_-"
+            token = f"{bot_id}:AA" + "".join(self.rng.choice(alphabet) for _ in range(33))
+        bot_id = bot_id_from_token(token)
+        if bot_id is None:
+            raise ValueError("token must look like '<bot_id>:<secret>'")
+        if bot_id in self.bots_by_id:
+            raise ValueError(f"bot id {bot_id} is already registered with another token")
+        seq = next(self._bot_seq)
+        username = username or f"emulated_{bot_id}_bot"
+        bot = BotState(
+            id=bot_id,
+            token=token,
+            username=username.lstrip("@"),
+            first_name=first_name or f"Emulated Bot {seq}",
+            can_join_groups=can_join_groups,
+            can_read_all_group_messages=can_read_all_group_messages,
+            # Telegram starts update ids at an arbitrary number, never at 1.
+            next_update_id=self.rng.randint(100_000_000, 900_000_000),
+        )
+        self.bots_by_token[token] = bot
+        self.bots_by_id[bot_id] = bot
+        return bot.info()
+
+    @control_op
+    def bots(self) -> list[JSON]:
+        """All registered bots (id, token, username, first_name, user)."""
+        return [bot.info() for bot in self.bots_by_token.values()]
+
+    @control_op
+    def bot_status(self, token: str) -> JSON:
+        """Queue/poll/webhook status of one bot (handy in tests and benchmarks)."""
+        bot = self.bot(token)
+        return {
+            "id": bot.id,
+            "pending_update_count": len(bot.pending),
+            "polling": bot.poller is not None and not bot.poller.done(),
+            "webhook_url": (bot.webhook or {}).get("url", ""),
+            "next_update_id": bot.next_update_id,
+            "sent_count": len(bot.sent),
+            "blocked_by": sorted(bot.blocked_by),
+        }
+
+    @control_op
+    def add_user(
+        self,
+        user_id: int | None = None,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        username: str | None = None,
+        is_bot: bool = False,
+        language_code: str | None = None,
+    ) -> JSON:
+        """Create (or update) a simulated user; its private chat has the same id."""
+        if user_id is None:
+            user_id = self._next_user_id
+            self._next_user_id += self.rng.randint(1, 97)
+        user = self.users.get(user_id) or {"id": user_id, "is_bot": is_bot, "first_name": ""}
+        seq = next(self._user_seq)
+        user["is_bot"] = is_bot
+        user["first_name"] = (
+            first_name or user["first_name"] or (f"Bot{seq}" if is_bot else f"User{seq}")
+        )
+        if last_name:
+            user["last_name"] = last_name
+        if username:
+            user["username"] = username.lstrip("@")
+        if language_code:
+            user["language_code"] = language_code
+        self.users[user_id] = user
+        chat: JSON = {"id": user_id, "type": "private", "first_name": user["first_name"]}
+        for key in ("last_name", "username"):
+            if key in user:
+                chat[key] = user[key]
+        self.chats[user_id] = chat
+        if "username" in user:
+            self.chats_by_username[user["username"].lower()] = user_id
+        return dict(user)
+
+    @control_op
+    def add_group(
+        self,
+        chat_id: int | None = None,
+        title: str | None = None,
+        chat_type: Literal["group", "supergroup", "channel"] = "supergroup",
+        username: str | None = None,
+    ) -> JSON:
+        """Create a group/supergroup/channel chat (negative id; supergroups use -100...)."""
+        if chat_type not in ("group", "supergroup", "channel"):
+            raise ValueError("chat_type must be 'group', 'supergroup' or 'channel'")
+        if chat_id is None:
+            self._next_group_id += self.rng.randint(1, 997)
+            base = self._next_group_id
+            chat_id = (
+                -(1_000_000_000_000 + base) if chat_type != "group" else -(base % 1_000_000_000 + 1)
+            )
+        if chat_id >= 0:
+            raise ValueError("group and channel chat ids are negative")
+        chat: JSON = {
+            "id": chat_id,
+            "type": chat_type,
+            "title": title or f"Test {chat_type} {abs(chat_id) % 10_000}",
+        }
+        if username:
+            chat["username"] = username.lstrip("@")
+            self.chats_by_username[chat["username"].lower()] = chat_id
+        self.chats[chat_id] = chat
+        return dict(chat)
+
+    def _user(self, user_id: int | None, **fields: Any) -> JSON:
+        if user_id is not None and user_id in self.users:
+            return self.users[user_id]
+        return self.users[self.add_user(user_id=user_id, **fields)["id"]]
+
+    def _group(
+        self, chat_id: int | None, title: str | None = None, chat_type: str = "supergroup"
+    ) -> JSON:
+        if chat_id is not None and chat_id in self.chats:
+            chat = self.chats[chat_id]
+            if chat["type"] == "private":
+                raise ValueError(f"chat {chat_id} is a private chat, not a group")
+            return chat
+        return self.chats[self.add_group(chat_id=chat_id, title=title, chat_type=chat_type)["id"]]  # type: ignore[arg-type]
+
+    def resolve_chat(self, chat_id: Any) -> JSON | None:
+        """Look up a chat by id or ``@username`` as the Bot API accepts both."""
+        if isinstance(chat_id, str):
+            if chat_id.startswith("@"):
+                found = self.chats_by_username.get(chat_id[1:].lower())
+                return self.chats.get(found) if found is not None else None
+            try:
+                chat_id = int(chat_id)
+            except ValueError:
+                return None
+        if isinstance(chat_id, bool) or not isinstance(chat_id, int):
+            return None
+        return self.chats.get(chat_id)
+
+    def resolve_user_for_entity(self, user_id: int) -> JSON:
+        user = self.users.get(user_id) or (
+            self.bots_by_id[user_id].user() if user_id in self.bots_by_id else None
+        )
+        return dict(user) if user else {"id": user_id, "is_bot": False, "first_name": ""}
+
+    # ------------------------------------------------------------------ messages & updates
+
+    def new_message_id(self, bot: BotState, chat_id: int) -> int:
+        message_id = bot.next_message_id.get(chat_id, 1)
+        bot.next_message_id[chat_id] = message_id + 1
+        return message_id
+
+    def store_message(self, bot: BotState, message: JSON) -> None:
+        bot.messages.setdefault(message["chat"]["id"], {})[message["message_id"]] = message
+
+    def find_message(self, bot: BotState, chat_id: int, message_id: int) -> JSON | None:
+        return bot.messages.get(chat_id, {}).get(message_id)
+
+    def _user_message(self, bot: BotState, chat: JSON, sender: JSON, **content: Any) -> JSON:
+        message: JSON = {
+            "message_id": self.new_message_id(bot, chat["id"]),
+            "from": dict(sender),
+            "chat": dict(chat),
+            "date": int(self.now()),
+        }
+        message.update({k: v for k, v in content.items() if v is not None})
+        self.store_message(bot, message)
+        return message
+
+    def push_update(self, bot: BotState, kind: str, payload: JSON) -> JSON:
+        """Queue an update for ``bot`` with the next update_id and wake its long-poll."""
+        update_id = bot.next_update_id
+        bot.next_update_id += 1
+        # Snapshot the top level: later edits of the stored message must not rewrite
+        # an update that is already queued (edits replace keys, never mutate nested).
+        update = {"update_id": update_id, kind: dict(payload)}
+        allowed = bot.allowed_updates
+        delivered = kind in allowed if allowed else kind not in DEFAULT_EXCLUDED_UPDATES
+        record = {
+            "update_id": update_id,
+            "type": kind,
+            "injected_at": self.now(),
+            "delivered_at": None,
+            "filtered": not delivered,  # dropped because of allowed_updates, like Telegram
+            "update": update,
+        }
+        bot.injected.append(record)
+        bot.injected_by_id[update_id] = record
+        if delivered:
+            bot.pending.append(update)
+            poller = bot.poller
+            if poller is not None and not poller.done():
+                poller.set_result("wake")
+        return update
+
+    def confirm_updates(self, bot: BotState, offset: int) -> None:
+        """getUpdates ``offset`` semantics: forget updates below it (negative: keep the last -offset)."""
+        pending = bot.pending
+        if offset < 0:
+            keep = -offset
+            while len(pending) > keep:
+                pending.popleft()
+            return
+        while pending and pending[0]["update_id"] < offset:
+            pending.popleft()
+
+    def take_updates(self, bot: BotState, limit: int) -> list[JSON]:
+        updates = list(itertools.islice(bot.pending, limit))
+        if updates:
+            now = self.now()
+            for update in updates:
+                record = bot.injected_by_id.get(update["update_id"])
+                if record is not None and record["delivered_at"] is None:
+                    record["delivered_at"] = now
+        return updates
+
+    def record_sent(self, bot: BotState, message: JSON, params: JSON, method: str) -> None:
+        reply = message.get("reply_to_message")
+        record = {
+            "bot_id": bot.id,
+            "method": method,
+            "chat_id": message["chat"]["id"],
+            "message_id": message["message_id"],
+            "text": message.get("text", message.get("caption")),
+            "parse_mode": params.get("parse_mode"),
+            "entities": message.get("entities", message.get("caption_entities", [])),
+            "reply_to_message_id": reply["message_id"] if reply else None,
+            "reply_markup": params.get("reply_markup"),
+            "time": self.now(),
+            "message": dict(message),  # snapshot: editMessageText later changes the stored one
+        }
+        bot.sent.append(record)
+        bot.sent_by_chat.setdefault(record["chat_id"], []).append(record)
+        bot.last_bot_message[record["chat_id"]] = message["message_id"]
+        if bot.sent_waiters:
+            still_waiting = []
+            for count, chat_id, fut in bot.sent_waiters:
+                have = len(bot.sent) if chat_id is None else len(bot.sent_by_chat.get(chat_id, ()))
+                if fut.done():
+                    continue
+                if have >= count:
+                    fut.set_result(None)
+                else:
+                    still_waiting.append((count, chat_id, fut))
+            bot.sent_waiters = still_waiting
+
+    def log_call(self, token: str, method: str, params: JSON) -> JSON:
+        """Append a call-log entry. The token is never stored, only the bot id."""
+        entry = {
+            "method": method,
+            "bot_id": bot_id_from_token(token),
+            "time": self.now(),
+            "params": params,
+            "status": None,
+            "fault": None,
+        }
+        self.call_log.append(entry)
+        bot = self.bots_by_token.get(token)
+        if bot is not None:
+            key = method.lower()
+            bot.call_counts[key] = bot.call_counts.get(key, 0) + 1
+            if bot.call_waiters:
+                remaining = []
+                for wanted, count, fut in bot.call_waiters:
+                    if fut.done():
+                        continue
+                    if wanted == key and bot.call_counts[key] >= count:
+                        fut.set_result(None)
+                    else:
+                        remaining.append((wanted, count, fut))
+                bot.call_waiters = remaining
+        return entry
+
+    # ------------------------------------------------------------------ injections
+
+    @control_op
+    def send_private_message(
+        self,
+        token: str,
+        text: str,
+        user_id: int | None = None,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        username: str | None = None,
+        entities: list[Entity] | None = None,
+    ) -> JSON:
+        """A user writes ``text`` to the bot in their private chat (creating the user if needed)."""
+        bot = self.bot(token)
+        user = self._user(user_id, first_name=first_name, last_name=last_name, username=username)
+        if user["id"] in bot.blocked_by:
+            # Writing to a bot you blocked means restarting it: Telegram unblocks first.
+            self.unblock_bot(token, user["id"])
+        chat = self.chats[user["id"]]
+        message = self._user_message(
+            bot, chat, user, text=text, entities=message_entities_for(text, entities) or None
+        )
+        return self.push_update(bot, "message", message)
+
+    @control_op
+    def send_group_message(
+        self,
+        token: str,
+        text: str,
+        chat_id: int | None = None,
+        user_id: int | None = None,
+        mention_bot: Literal["username", "text_mention"] | None = None,
+        text_mention_user_id: int | None = None,
+        entities: list[Entity] | None = None,
+        title: str | None = None,
+        chat_type: Literal["group", "supergroup"] = "supergroup",
+        first_name: str | None = None,
+        username: str | None = None,
+    ) -> JSON:
+        """A user writes in a group, optionally mentioning the bot or another user.
+
+        ``mention_bot="username"`` adds ``@botname`` (a ``mention`` entity);
+        ``mention_bot="text_mention"`` adds the bot's first name as a ``text_mention``
+        carrying the bot user. ``text_mention_user_id`` adds a ``text_mention`` of that
+        user (how Telegram mentions users without a username). Each mention replaces a
+        ``{bot}`` / ``{user}`` placeholder in ``text`` if present, else is prepended.
+        ``entities`` (optional) are extra entities in final-text UTF-16 offsets.
+        """
+        bot = self.bot(token)
+        chat = self._group(chat_id, title, chat_type)
+        user = self._user(user_id, first_name=first_name, username=username)
+        inserts: list[tuple[str, str, Entity]] = []
+        if mention_bot is not None:
+            if mention_bot == "username":
+                inserts.append(("{bot}", "@" + bot.username, {"type": "mention"}))
+            elif mention_bot == "text_mention":
+                inserts.append(
+                    ("{bot}", bot.first_name, {"type": "text_mention", "user": bot.user()})
+                )
+            else:
+                raise ValueError("mention_bot must be 'username' or 'text_mention'")
+        if text_mention_user_id is not None:
+            target = self._user(text_mention_user_id)
+            inserts.append(
+                ("{user}", target["first_name"], {"type": "text_mention", "user": dict(target)})
+            )
+        text, mention_entities = _place_mentions(text, inserts)
+        extra: list[Entity] = [*mention_entities, *(entities or [])]
+        message = self._user_message(
+            bot, chat, user, text=text, entities=message_entities_for(text, extra) or None
+        )
+        return self.push_update(bot, "message", message)
+
+    @control_op
+    def send_command(
+        self,
+        token: str,
+        command: str = "start",
+        args: str | None = None,
+        chat_id: int | None = None,
+        user_id: int | None = None,
+        with_bot_username: bool | None = None,
+    ) -> JSON:
+        """A ``/command [args]`` message with a ``bot_command`` entity.
+
+        Private chat by default (``chat_id`` None or the user's id); in groups the
+        command is addressed as ``/command@botname`` unless ``with_bot_username=False``.
+        """
+        bot = self.bot(token)
+        command = command.lstrip("/")
+        is_group = chat_id is not None and chat_id < 0
+        suffix = (
+            f"@{bot.username}"
+            if (with_bot_username if with_bot_username is not None else is_group)
+            else ""
+        )
+        cmd_text = f"/{command}{suffix}"
+        text = f"{cmd_text} {args}" if args else cmd_text
+        entity = {"type": "bot_command", "offset": 0, "length": utf16_len(cmd_text)}
+        if is_group:
+            return self.send_group_message(
+                token, text, chat_id=chat_id, user_id=user_id, entities=[entity]
+            )
+        if chat_id is not None:
+            user_id = chat_id
+        return self.send_private_message(token, text, user_id=user_id, entities=[entity])
+
+    @control_op
+    def send_bot_message(
+        self,
+        token: str,
+        text: str,
+        chat_id: int | None = None,
+        sender_id: int | None = None,
+        sender_username: str | None = None,
+    ) -> JSON:
+        """Another bot (``from.is_bot`` true) writes in a group."""
+        sender = self._user(sender_id, is_bot=True, username=sender_username)
+        if not sender["is_bot"]:
+            raise ValueError(f"user {sender['id']} is not a bot")
+        return self.send_group_message(token, text, chat_id=chat_id, user_id=sender["id"])
+
+    @control_op
+    def reply_to_bot(
+        self,
+        token: str,
+        chat_id: int,
+        text: str,
+        message_id: int | None = None,
+        user_id: int | None = None,
+    ) -> JSON:
+        """A user replies to one of the bot's messages (default: its last one in ``chat_id``)."""
+        bot = self.bot(token)
+        if message_id is None:
+            message_id = bot.last_bot_message.get(chat_id)
+            if message_id is None:
+                raise LookupError(f"bot {bot.id} has not sent anything to chat {chat_id}")
+        target = self.find_message(bot, chat_id, message_id)
+        if target is None:
+            raise LookupError(f"no message {message_id} in chat {chat_id} for bot {bot.id}")
+        chat = self.chats[chat_id]
+        if chat["type"] == "private":
+            user = self.users[chat_id]
+        else:
+            user = self._user(user_id)
+        reply_to = {k: v for k, v in target.items() if k != "reply_to_message"}
+        message = self._user_message(
+            bot,
+            chat,
+            user,
+            text=text,
+            entities=message_entities_for(text) or None,
+            reply_to_message=reply_to,
+        )
+        return self.push_update(bot, "message", message)
+
+    @control_op
+    def edit_message(self, token: str, chat_id: int, message_id: int, text: str) -> JSON:
+        """A user edits one of their earlier messages: an ``edited_message`` update."""
+        bot = self.bot(token)
+        message = self.find_message(bot, chat_id, message_id)
+        if message is None:
+            raise LookupError(f"no message {message_id} in chat {chat_id} for bot {bot.id}")
+        if message.get("from", {}).get("id") == bot.id:
+            raise ValueError("users cannot edit the bot's messages")
+        if "text" not in message:
+            raise ValueError("only text messages can be edited with edit_message")
+        message["text"] = text
+        entities = message_entities_for(text)
+        if entities:
+            message["entities"] = entities
+        else:
+            message.pop("entities", None)
+        message["edit_date"] = int(self.now())
+        return self.push_update(bot, "edited_message", dict(message))
+
+    @control_op
+    def send_media(
+        self,
+        token: str,
+        kind: MediaKind = "photo",
+        chat_id: int | None = None,
+        user_id: int | None = None,
+        caption: str | None = None,
+    ) -> JSON:
+        """A message with media and no text (photo/sticker/voice/...; optional caption)."""
+        bot = self.bot(token)
+        if chat_id is not None and chat_id < 0:
+            chat = self._group(chat_id)
+            user = self._user(user_id)
+        else:
+            user = self._user(chat_id if chat_id is not None else user_id)
+            chat = self.chats[user["id"]]
+        content: JSON = {kind: self.fake_media(kind)}
+        if caption is not None:
+            if kind in ("sticker", "video_note", "location"):
+                raise ValueError(f"{kind} messages have no caption")
+            content["caption"] = caption
+            content["caption_entities"] = message_entities_for(caption) or None
+        message = self._user_message(bot, chat, user, **content)
+        return self.push_update(bot, "message", message)
+
+    def fake_media(self, kind: str) -> Any:
+        """Realistic-looking media objects with unique file ids."""
+
+        def file_ids() -> JSON:
+            return {"file_id": self._file_id(), "file_unique_id": self._file_id(16)}
+
+        if kind == "photo":
+            return [
+                {**file_ids(), "width": w, "height": h, "file_size": s}
+                for w, h, s in ((90, 67, 1_342), (320, 240, 17_403), (800, 600, 64_120))
+            ]
+        if kind == "sticker":
+            return {
+                **file_ids(),
+                "type": "regular",
+                "width": 512,
+                "height": 512,
+                "is_animated": False,
+                "is_video": False,
+                "emoji": "😀",
+                "file_size": 23_456,
+            }
+        if kind == "voice":
+            return {**file_ids(), "duration": 3, "mime_type": "audio/ogg", "file_size": 12_345}
+        if kind == "audio":
+            return {
+                **file_ids(),
+                "duration": 180,
+                "mime_type": "audio/mpeg",
+                "file_size": 3_456_789,
+                "title": "Song",
+            }
+        if kind == "document":
+            return {
+                **file_ids(),
+                "file_name": "report.pdf",
+                "mime_type": "application/pdf",
+                "file_size": 45_678,
+            }
+        if kind in ("video", "animation"):
+            return {
+                **file_ids(),
+                "width": 640,
+                "height": 360,
+                "duration": 5,
+                "mime_type": "video/mp4",
+                "file_size": 456_789,
+            }
+        if kind == "video_note":
+            return {**file_ids(), "length": 240, "duration": 4, "file_size": 98_765}
+        if kind == "location":
+            return {"latitude": 52.52, "longitude": 13.405}
+        raise ValueError(f"unsupported media kind {kind!r}")
+
+    def _file_id(self, length: int = 44) -> str:
+        alphabet = string.ascii_letters + string.digits + "_-"
+        return "AgAC" + "".join(self.rng.choice(alphabet) for _ in range(length - 4))
+
+    @control_op
+    def send_service_message(
+        self,
+        token: str,
+        chat_id: int | None = None,
+        kind: ServiceKind = "new_chat_members",
+        user_ids: list[int] | None = None,
+        include_bot: bool = False,
+        title: str | None = None,
+        user_id: int | None = None,
+        message_id: int | None = None,
+    ) -> JSON:
+        """A service message in a group: members joined/left, title changed, group created, pin.
+
+        ``user_id`` is the actor (who added/removed/renamed). For ``new_chat_members``,
+        ``user_ids`` are the joining users (default: one new user) and ``include_bot``
+        adds the bot itself, which also produces a ``my_chat_member`` update first.
+        """
+        bot = self.bot(token)
+        chat = self._group(chat_id)
+        actor = self._user(user_id)
+        content: JSON
+        if kind == "new_chat_members":
+            members = [self._user(uid) for uid in (user_ids or ([] if include_bot else [None]))]
+            member_dicts = [dict(m) for m in members]
+            if include_bot:
+                member_dicts.append(bot.user())
+                self.push_update(
+                    bot,
+                    "my_chat_member",
+                    self._chat_member_update(bot, chat, actor, "left", "member"),
+                )
+            content = {"new_chat_members": member_dicts}
+        elif kind == "left_chat_member":
+            leaving = self._user(user_ids[0] if user_ids else None)
+            content = {"left_chat_member": dict(leaving)}
+        elif kind == "new_chat_title":
+            new_title = title or "Renamed chat"
+            chat["title"] = new_title
+            content = {"new_chat_title": new_title}
+        elif kind == "group_chat_created":
+            content = {"group_chat_created": True}
+        elif kind == "pinned_message":
+            target_id = message_id or bot.last_bot_message.get(chat["id"])
+            target = self.find_message(bot, chat["id"], target_id) if target_id else None
+            if target is None:
+                raise LookupError("pinned_message needs message_id of a known message in this chat")
+            content = {
+                "pinned_message": {k: v for k, v in target.items() if k != "reply_to_message"}
+            }
+        else:
+            raise ValueError(f"unsupported service message kind {kind!r}")
+        message = self._user_message(bot, chat, actor, **content)
+        return self.push_update(bot, "message", message)
+
+    def _chat_member_update(
+        self, bot: BotState, chat: JSON, actor: JSON, old: str, new: str
+    ) -> JSON:
+        def member(status: str) -> JSON:
+            body: JSON = {"status": status, "user": bot.user()}
+            if status == "kicked":
+                body["until_date"] = 0
+            return body
+
+        return {
+            "chat": dict(chat),
+            "from": dict(actor),
+            "date": int(self.now()),
+            "old_chat_member": member(old),
+            "new_chat_member": member(new),
+        }
+
+    @control_op
+    def press_button(
+        self,
+        token: str,
+        chat_id: int,
+        data: str,
+        message_id: int | None = None,
+        user_id: int | None = None,
+    ) -> JSON:
+        """A user presses an inline-keyboard button: a ``callback_query`` update."""
+        bot = self.bot(token)
+        message_id = message_id or bot.last_bot_message.get(chat_id)
+        message = self.find_message(bot, chat_id, message_id) if message_id else None
+        if message is None:
+            raise LookupError(f"no bot message to press a button on in chat {chat_id}")
+        chat = self.chats[chat_id]
+        user = self.users[chat_id] if chat["type"] == "private" else self._user(user_id)
+        query_id = str(self.rng.randint(10**18, 10**19 - 1))
+        bot.callback_ids.add(query_id)
+        payload = {
+            "id": query_id,
+            "from": dict(user),
+            "message": dict(message),
+            "chat_instance": str(abs(hash((bot.id, chat_id))) % 10**19),
+            "data": data,
+        }
+        return self.push_update(bot, "callback_query", payload)
+
+    @control_op
+    def inject_update(self, token: str, update: JSON) -> JSON:
+        """Queue an arbitrary update body, e.g. ``{"inline_query": {...}}``; update_id is assigned."""
+        bot = self.bot(token)
+        kinds = [k for k in update if k != "update_id"]
+        if len(kinds) != 1:
+            raise ValueError("update must contain exactly one update type key")
+        return self.push_update(bot, kinds[0], update[kinds[0]])
+
+    @control_op
+    def block_bot(self, token: str, user_id: int, notify: bool = True) -> JSON | None:
+        """The user blocks the bot: later sends to them get 403. Emits ``my_chat_member`` if notify."""
+        bot = self.bot(token)
+        user = self._user(user_id)
+        if user["id"] in bot.blocked_by:
+            return None
+        bot.blocked_by.add(user["id"])
+        if notify:
+            return self.push_update(
+                bot,
+                "my_chat_member",
+                self._chat_member_update(bot, self.chats[user["id"]], user, "member", "kicked"),
+            )
+        return None
+
+    @control_op
+    def unblock_bot(self, token: str, user_id: int, notify: bool = True) -> JSON | None:
+        """The user unblocks (restarts) the bot."""
+        bot = self.bot(token)
+        if user_id not in bot.blocked_by:
+            return None
+        bot.blocked_by.discard(user_id)
+        if notify:
+            user = self.users[user_id]
+            return self.push_update(
+                bot,
+                "my_chat_member",
+                self._chat_member_update(bot, self.chats[user_id], user, "kicked", "member"),
+            )
+        return None
+
+    @control_op
+    def jump_update_id(self, token: str, by: int | None = None, to: int | None = None) -> int:
+        """Make the next update_id jump (Telegram picks a random one after a week idle)."""
+        bot = self.bot(token)
+        if to is not None:
+            bot.next_update_id = to
+        else:
+            bot.next_update_id += by if by is not None else self.rng.randint(100_000, 50_000_000)
+        return bot.next_update_id
+
+    # ------------------------------------------------------------------ faults
+
+    @control_op
+    def add_fault(
+        self,
+        token: str,
+        kind: FaultKind,
+        method: str = "*",
+        times: int = 1,
+        status: int | None = None,
+        retry_after: int | None = None,
+        delay: float | None = None,
+        description: str | None = None,
+    ) -> JSON:
+        """Queue a fault for the next ``times`` requests of ``token`` to ``method`` ("*" = any).
+
+        Kinds: ``unauthorized`` (401), ``conflict`` (409), ``too_many_requests`` (429 with
+        ``retry_after``, default 5 s), ``server_error`` (``status`` 500/502/503/504, default 500),
+        ``slow`` (answer normally after ``delay`` seconds, default 1), ``drop`` (close the
+        connection without a response), ``error`` (any ``status`` + ``description``).
+        """
+        if kind not in FAULT_KINDS:
+            raise ValueError(
+                f"unknown fault kind {kind!r}; expected one of {', '.join(FAULT_KINDS)}"
+            )
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        defaults: dict[str, tuple[int, str]] = {
+            "unauthorized": (401, "Unauthorized"),
+            "conflict": (409, CONFLICT_POLL),
+            "too_many_requests": (429, ""),
+            "server_error": (500, ""),
+            "slow": (200, ""),
+            "drop": (0, ""),
+            "error": (400, "Bad Request: emulated error"),
+        }
+        fault_status, fault_description = defaults[kind]
+        if kind in ("server_error", "error") and status is not None:
+            fault_status = status
+        if kind == "too_many_requests":
+            retry_after = 5 if retry_after is None else int(retry_after)
+            fault_description = f"Too Many Requests: retry after {retry_after}"
+        if kind == "server_error":
+            phrases = {
+                500: "Internal Server Error",
+                502: "Bad Gateway",
+                503: "Service Unavailable",
+                504: "Gateway Timeout",
+            }
+            fault_description = phrases.get(fault_status, "Internal Server Error")
+        fault = Fault(
+            id=next(self._fault_ids),
+            kind=kind,
+            method="*" if method in ("*", "", None) else method.lower(),
+            times=int(times),
+            status=fault_status,
+            description=description or fault_description,
+            retry_after=retry_after,
+            delay=float(delay if delay is not None else (1.0 if kind == "slow" else 0.0)),
+        )
+        self.faults.setdefault(token, []).append(fault)
+        return fault.as_dict()
+
+    @control_op
+    def clear_faults(self, token: str | None = None) -> int:
+        """Drop queued faults of one bot (or all); returns how many were dropped."""
+        if token is None:
+            dropped = sum(len(v) for v in self.faults.values())
+            self.faults.clear()
+            return dropped
+        return len(self.faults.pop(token, []))
+
+    @control_op
+    def pending_faults(self, token: str) -> list[JSON]:
+        return [f.as_dict() for f in self.faults.get(token, [])]
+
+    def take_fault(self, token: str, method: str) -> Fault | None:
+        """Consume the first queued fault matching this request, honouring ``times``."""
+        queue = self.faults.get(token)
+        if not queue:
+            return None
+        key = method.lower()
+        for index, fault in enumerate(queue):
+            if fault.method == "*" or fault.method == key:
+                fault.times -= 1
+                if fault.times <= 0:
+                    del queue[index]
+                return fault
+        return None
+
+    # ------------------------------------------------------------------ records
+
+    @control_op
+    def sent_messages(self, token: str, chat_id: int | None = None) -> list[JSON]:
+        """Everything the bot sent (oldest first): chat_id, message_id, text, parse_mode, entities, ..."""
+        bot = self.bot(token)
+        return list(bot.sent if chat_id is None else bot.sent_by_chat.get(chat_id, ()))
+
+    @control_op
+    def chat_actions(self, token: str, chat_id: int | None = None) -> list[JSON]:
+        """sendChatAction calls of the bot: ``{chat_id, action, time}``."""
+        bot = self.bot(token)
+        return [a for a in bot.chat_actions if chat_id is None or a["chat_id"] == chat_id]
+
+    @control_op
+    def calls(
+        self, token: str | None = None, method: str | None = None, limit: int | None = None
+    ) -> list[JSON]:
+        """Bot API call log ``{method, bot_id, time, params, status, fault}`` (never the token)."""
+        bot_id = bot_id_from_token(token) if token is not None else None
+        key = method.lower() if method else None
+        result = [
+            entry
+            for entry in self.call_log
+            if (bot_id is None or entry["bot_id"] == bot_id)
+            and (key is None or entry["method"].lower() == key)
+        ]
+        return result[-limit:] if limit else result
+
+    @control_op
+    def updates(self, token: str) -> list[JSON]:
+        """Injected updates of a bot: ``{update_id, type, injected_at, delivered_at, filtered, update}``."""
+        return list(self.bot(token).injected)
+
+    @control_op
+    def stats(self) -> JSON:
+        """Cheap global counters (for benchmarks and health checks)."""
+        return {
+            "bots": len(self.bots_by_token),
+            "users": len(self.users),
+            "chats": len(self.chats),
+            "active_polls": sum(
+                1
+                for b in self.bots_by_token.values()
+                if b.poller is not None and not b.poller.done()
+            ),
+            "pending_updates": sum(len(b.pending) for b in self.bots_by_token.values()),
+            "sent_messages": sum(len(b.sent) for b in self.bots_by_token.values()),
+            "calls_logged": len(self.call_log),
+        }
+
+    @control_op
+    async def wait_for_sent(
+        self, token: str, count: int, chat_id: int | None = None, timeout: float = 10.0
+    ) -> list[JSON]:
+        """Return the bot's sent messages once at least ``count`` exist (optionally in ``chat_id``)."""
+        bot = self.bot(token)
+
+        def current() -> list[JSON]:
+            return self.sent_messages(token, chat_id)
+
+        if len(current()) >= count:
+            return current()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        bot.sent_waiters.append((count, chat_id, fut))
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            got = current()
+            texts = [r["text"] for r in got[-3:]]
+            where = f" in chat {chat_id}" if chat_id is not None else ""
+            raise TimeoutError(
+                f"timed out after {timeout}s waiting for {count} message(s) sent by bot {bot.id}{where}; "
+                f"got {len(got)} (last: {texts!r})"
+            ) from None
+        return current()
+
+    @control_op
+    async def wait_for_calls(
+        self, token: str, method: str, count: int = 1, timeout: float = 10.0
+    ) -> int:
+        """Wait until the bot has called ``method`` at least ``count`` times in total."""
+        bot = self.bot(token)
+        key = method.lower()
+        if bot.call_counts.get(key, 0) >= count:
+            return bot.call_counts[key]
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        bot.call_waiters.append((key, count, fut))
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"timed out after {timeout}s waiting for bot {bot.id} to call {method} {count} time(s); "
+                f"got {bot.call_counts.get(key, 0)}"
+            ) from None
+        return bot.call_counts[key]
+
+    @control_op
+    def reset(self) -> None:
+        """Forget everything (bots, users, chats, queues, faults, records); wakes waiting polls."""
+        self.release_waiters()
+        self._reset_data()
+
+    def shutdown(self) -> None:
+        """Stop accepting long polls and release the waiting ones (server is stopping)."""
+        self.closing = True
+        self.release_waiters()
+
+    def release_waiters(self) -> None:
+        """End every waiting long-poll (answered ``[]``) and cancel control waiters."""
+        for bot in self.bots_by_token.values():
+            if bot.poller is not None and not bot.poller.done():
+                bot.poller.set_result("timeout")
+            for _c, _chat, fut in bot.sent_waiters:
+                if not fut.done():
+                    fut.cancel()
+            for _m, _n, fut in bot.call_waiters:
+                if not fut.done():
+                    fut.cancel()
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def bot_id_from_token(token: str | None) -> int | None:
+    """The numeric bot id before the colon, or None for malformed tokens."""
+    if not token:
+        return None
+    head, sep, _ = token.partition(":")
+    return int(head) if sep and head.isdigit() else None
+
+
+def _place_mentions(text: str, inserts: list[tuple[str, str, Entity]]) -> tuple[str, list[Entity]]:
+    """Replace ``{bot}``/``{user}`` placeholders by mention texts and build their entities.
+
+    A mention whose placeholder is absent is prepended (``"@bot_name rest of text"``).
+    Offsets are computed on the final text, in UTF-16 code units.
+    """
+    for placeholder, _mention, _entity in reversed(inserts):
+        if placeholder not in text:
+            text = f"{placeholder} {text}"
+    by_placeholder = {placeholder: (mention, entity) for placeholder, mention, entity in inserts}
+    out: list[str] = []
+    offset16 = 0
+    entities: list[Entity] = []
+    rest = text
+    while True:
+        hits = [(rest.find(p), p) for p in by_placeholder if p in rest]
+        if not hits:
+            break
+        index, placeholder = min(hits)
+        mention, template = by_placeholder.pop(placeholder)
+        before = rest[:index]
+        out.append(before)
+        offset16 += utf16_len(before)
+        length = utf16_len(mention)
+        entities.append({**template, "offset": offset16, "length": length})
+        out.append(mention)
+        offset16 += length
+        rest = rest[index + len(placeholder) :]
+    out.append(rest)
+    return "".join(out), entities

@@ -1,0 +1,324 @@
+"""The OpenAI-compatible emulator, driven through the real ``openai`` client (no network).
+
+One emulator per module, reset before each test. Clients use ``max_retries=0``
+unless a test is about retries, so error responses surface immediately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from emulators.openai_compat import FaultKind, OpenAICompatEmulator, OpenAICompatEmulatorClient
+
+pytestmark = pytest.mark.timeout(20)
+
+GOOD_KEY = "sk-test-openai-key"
+MODEL = "gpt-4o-mini"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[OpenAICompatEmulator]:
+    with OpenAICompatEmulator(valid_keys={GOOD_KEY}) as emu:
+        yield emu
+
+
+@pytest.fixture(autouse=True)
+def fresh(emulator: OpenAICompatEmulator) -> None:
+    emulator.reset()
+
+
+def make_client(
+    emulator: OpenAICompatEmulator, key: str = GOOD_KEY, **options: object
+) -> openai.OpenAI:
+    settings: dict[str, object] = {"max_retries": 0, "timeout": 5.0, **options}
+    return openai.OpenAI(api_key=key, base_url=emulator.base_url, **settings)  # type: ignore[arg-type]
+
+
+def ask(client: openai.OpenAI, text: str = "hello") -> openai.types.chat.ChatCompletion:
+    return client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": text}])
+
+
+def test_it_records_messages_model_and_sampling_settings(emulator: OpenAICompatEmulator) -> None:
+    client = make_client(emulator)
+    client.chat.completions.create(
+        model=MODEL,
+        messages=[
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello."},
+            {"role": "user", "content": [{"type": "text", "text": "Name a colour."}]},
+        ],
+        temperature=0.2,
+        max_tokens=64,
+    )
+
+    [rec] = emulator.requests()
+    assert rec.path == "/v1/chat/completions"
+    assert rec.model == MODEL
+    assert rec.api_key == GOOD_KEY
+    assert [(m.role, m.content) for m in rec.messages] == [
+        ("system", "You are terse."),
+        ("user", "Hi"),
+        ("assistant", "Hello."),
+        ("user", "Name a colour."),
+    ]
+    assert (rec.temperature, rec.max_tokens, rec.max_completion_tokens) == (0.2, 64, None)
+
+
+def test_it_records_max_completion_tokens(emulator: OpenAICompatEmulator) -> None:
+    client = make_client(emulator)
+    client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "x"}], max_completion_tokens=32
+    )
+
+    assert emulator.requests()[0].max_completion_tokens == 32
+
+
+def test_it_returns_a_parsable_chat_completion(emulator: OpenAICompatEmulator) -> None:
+    completion = ask(make_client(emulator), "ping")
+
+    assert completion.object == "chat.completion"
+    assert completion.model == MODEL
+    choice = completion.choices[0]
+    assert choice.message.role == "assistant"
+    assert choice.message.content == f"[openai-emulator:{MODEL}] You said: ping"
+    assert choice.finish_reason == "stop"
+    usage = completion.usage
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens > 0
+
+
+def test_it_rejects_an_invalid_key_with_authentication_error(
+    emulator: OpenAICompatEmulator,
+) -> None:
+    with pytest.raises(openai.AuthenticationError) as caught:
+        ask(make_client(emulator, key="sk-wrong"))
+
+    assert caught.value.status_code == 401
+    assert caught.value.code == "invalid_api_key"
+    assert "sk-wrong" not in str(caught.value)
+
+
+def test_it_raises_rate_limit_error_with_retry_after(emulator: OpenAICompatEmulator) -> None:
+    emulator.add_fault(FaultKind.RATE_LIMIT, retry_after=2)
+
+    with pytest.raises(openai.RateLimitError) as caught:
+        ask(make_client(emulator))
+
+    assert caught.value.code == "rate_limit_exceeded"
+    assert caught.value.response.headers["retry-after"] == "2"
+
+
+def test_it_raises_rate_limit_error_for_exhausted_quota(emulator: OpenAICompatEmulator) -> None:
+    emulator.add_fault(FaultKind.QUOTA_EXCEEDED)
+
+    with pytest.raises(openai.RateLimitError) as caught:
+        ask(make_client(emulator))
+
+    assert caught.value.code == "insufficient_quota"
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"), [(FaultKind.INTERNAL, 500), (FaultKind.UNAVAILABLE, 503)]
+)
+def test_it_raises_internal_server_error_on_5xx(
+    emulator: OpenAICompatEmulator, kind: FaultKind, status: int
+) -> None:
+    emulator.add_fault(kind)
+
+    with pytest.raises(openai.InternalServerError) as caught:
+        ask(make_client(emulator))
+
+    assert caught.value.status_code == status
+
+
+def test_it_lets_the_client_retry_after_a_429(emulator: OpenAICompatEmulator) -> None:
+    emulator.add_fault(FaultKind.RATE_LIMIT, times=2, retry_after=0.05)
+
+    completion = ask(make_client(emulator, max_retries=2), "eventually")
+
+    assert completion.choices[0].message.content.endswith("You said: eventually")
+    assert [(r.status, r.retry_count) for r in emulator.requests()] == [
+        (429, 0),
+        (429, 1),
+        (200, 2),
+    ]
+
+
+def test_it_times_out_a_slow_answer_with_api_timeout_error(emulator: OpenAICompatEmulator) -> None:
+    emulator.add_fault(FaultKind.SLOW, delay=2)
+
+    with pytest.raises(openai.APITimeoutError):
+        ask(make_client(emulator, timeout=0.3))
+
+
+def test_it_drops_the_connection_as_api_connection_error(emulator: OpenAICompatEmulator) -> None:
+    emulator.add_fault(FaultKind.DROP_CONNECTION)
+
+    with pytest.raises(openai.APIConnectionError):
+        ask(make_client(emulator))
+
+
+@pytest.mark.parametrize(
+    ("kind", "content", "finish_reason"),
+    [(FaultKind.CONTENT_FILTER, None, "content_filter"), (FaultKind.EMPTY, "", "stop")],
+)
+def test_it_returns_filtered_and_empty_answers(
+    emulator: OpenAICompatEmulator, kind: FaultKind, content: str | None, finish_reason: str
+) -> None:
+    emulator.add_fault(kind)
+
+    choice = ask(make_client(emulator)).choices[0]
+
+    assert (choice.message.content, choice.finish_reason) == (content, finish_reason)
+
+
+def test_it_truncates_a_length_answer(emulator: OpenAICompatEmulator) -> None:
+    emulator.add_fault(FaultKind.LENGTH)
+
+    choice = ask(make_client(emulator), "tell me a long story").choices[0]
+
+    assert choice.finish_reason == "length"
+    assert (
+        0
+        < len(choice.message.content)
+        < len(f"[openai-emulator:{MODEL}] You said: tell me a long story")
+    )
+
+
+def test_it_answers_an_unknown_model_with_not_found_when_models_are_restricted(
+    emulator: OpenAICompatEmulator,
+) -> None:
+    emulator.set_known_models([MODEL])
+    client = make_client(emulator)
+
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.chat.completions.create(model="gpt-0", messages=[{"role": "user", "content": "x"}])
+
+    assert caught.value.code == "model_not_found"
+
+
+def test_it_lists_models(emulator: OpenAICompatEmulator) -> None:
+    client = make_client(emulator)
+
+    ids = [m.id for m in client.models.list()]
+
+    assert MODEL in ids
+
+
+def test_it_uses_scripted_replies_then_the_reply_function(emulator: OpenAICompatEmulator) -> None:
+    emulator.script_replies(["scripted"])
+    emulator.set_reply(lambda rec: f"{len(rec.messages)} message(s)")
+    client = make_client(emulator)
+
+    texts = [ask(client).choices[0].message.content for _ in range(2)]
+
+    assert texts == ["scripted", "1 message(s)"]
+
+
+def test_it_serves_the_async_client(emulator: OpenAICompatEmulator) -> None:
+    async def call() -> str | None:
+        client = openai.AsyncOpenAI(api_key=GOOD_KEY, base_url=emulator.base_url, max_retries=0)
+        completion = await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "async"}]
+        )
+        await client.close()
+        return completion.choices[0].message.content
+
+    assert asyncio.run(call()) == f"[openai-emulator:{MODEL}] You said: async"
+
+
+def test_it_delays_concurrent_answers_in_parallel(emulator: OpenAICompatEmulator) -> None:
+    emulator.set_latency(0.5)
+
+    async def burst() -> int:
+        client = openai.AsyncOpenAI(api_key=GOOD_KEY, base_url=emulator.base_url, max_retries=0)
+        calls = (
+            client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": f"m{i}"}]
+            )
+            for i in range(50)
+        )
+        results = await asyncio.gather(*calls)
+        await client.close()
+        return len(results)
+
+    started = time.monotonic()
+    assert asyncio.run(burst()) == 50
+    assert time.monotonic() - started < 3.0  # serial handling would take 25 s
+    assert emulator.max_requests_in_window(60) == 50
+
+
+def test_it_keeps_the_api_key_out_of_reprs(emulator: OpenAICompatEmulator) -> None:
+    ask(make_client(emulator))
+
+    assert GOOD_KEY not in repr(emulator.requests())
+
+
+def test_it_is_controllable_over_http_with_the_sync_client(emulator: OpenAICompatEmulator) -> None:
+    with OpenAICompatEmulatorClient(emulator.base_url) as control:
+        control.add_fault("unavailable")
+        control.script_replies(["over http"])
+        client = make_client(emulator)
+        with pytest.raises(openai.InternalServerError):
+            ask(client)
+        text = ask(client).choices[0].message.content
+        recorded = control.requests()
+
+    assert text == "over http"
+    assert [(r.status, r.fault) for r in recorded] == [(503, "unavailable"), (200, None)]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_it_runs_standalone_with_python_m() -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "emulators.openai_compat",
+            "--port",
+            str(port),
+            "--valid-key",
+            GOOD_KEY,
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base_url = f"http://127.0.0.1:{port}/v1"
+        with OpenAICompatEmulatorClient(base_url, timeout=2) as control:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    control.health()
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+            client = openai.OpenAI(api_key=GOOD_KEY, base_url=base_url, max_retries=0)
+            completion = ask(client, "standalone")
+            recorded = control.requests()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+
+    assert completion.choices[0].message.content.endswith("You said: standalone")
+    assert [r.last_user_text for r in recorded] == ["standalone"]
