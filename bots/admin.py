@@ -1,6 +1,11 @@
-from django.contrib import admin
+from collections.abc import Callable
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from bots.models import Bot, BotTask
+from bots.services import TaskError, task_restart, task_start, task_stop
 from credentials.forms import SecretFieldsFormMixin
 
 
@@ -24,8 +29,45 @@ class BotAdmin(admin.ModelAdmin):
         return obj.token.hint()
 
 
+def _apply(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    tasks: QuerySet[BotTask],
+    service: Callable[..., BotTask],
+    verb: str,
+) -> None:
+    """Run one service per task and report each outcome; one failure stops no other."""
+    done = 0
+    for task in tasks.select_related("bot"):
+        try:
+            service(task=task)
+            done += 1
+        except TaskError as error:
+            modeladmin.message_user(request, str(error), messages.ERROR)
+    if done:
+        modeladmin.message_user(request, f"{verb} {done} task(s).", messages.SUCCESS)
+
+
+@admin.action(description="Start selected tasks")
+def start_tasks(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[BotTask]) -> None:
+    _apply(modeladmin, request, queryset, task_start, "Started")
+
+
+@admin.action(description="Stop selected tasks")
+def stop_tasks(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[BotTask]) -> None:
+    _apply(modeladmin, request, queryset, task_stop, "Stopped")
+
+
+@admin.action(description="Restart failed tasks among the selected")
+def restart_failed_tasks(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[BotTask]
+) -> None:
+    _apply(modeladmin, request, queryset.filter(status=BotTask.Status.FAILED), task_restart, "Restarted")
+
+
 @admin.register(BotTask)
 class BotTaskAdmin(admin.ModelAdmin):
+    actions = [start_tasks, stop_tasks, restart_failed_tasks]
     list_display = (
         "name", "bot", "status", "messages_processed", "replies_sent", "error_count",
         "last_run_at", "short_error",

@@ -17,6 +17,10 @@ class Bot(models.Model):
     username = models.CharField(
         max_length=64, blank=True, editable=False, help_text="Filled from Telegram (getMe)."
     )
+    first_name = models.CharField(
+        "display name", max_length=255, blank=True, editable=False,
+        help_text="Filled from Telegram (getMe); people may call the bot by it in groups.",
+    )
     api_base_url = HttpsURLField(
         "Bot API base URL",
         blank=True,
@@ -98,6 +102,9 @@ class BotTask(models.Model):
     # reviving replaces the token, so any older cycle still in flight finds it gone.
     poll_token = models.CharField(max_length=32, blank=True, editable=False)
     poll_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The poller must check in again by this time, or the supervisor revives the task.
+    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

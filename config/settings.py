@@ -158,11 +158,25 @@ CELERY_TASK_ROUTES = {
     "conversations.tasks.scheduled_*": {"queue": "scheduled"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-CELERY_BEAT_SCHEDULE: dict = {}
+SUPERVISOR_INTERVAL = env.float("SUPERVISOR_INTERVAL", default=10.0)
+# System schedules live here, in code; user schedules are PeriodicTask rows.
+CELERY_BEAT_SCHEDULE = {
+    "supervise-bots": {
+        "task": "bots.tasks.supervise",
+        "schedule": SUPERVISOR_INTERVAL,
+        # A backlog of old supervise runs is useless: the next one does the same work.
+        "options": {"expires": SUPERVISOR_INTERVAL},
+    },
+}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep our logging (and its redaction)
 
 # --- Telegram ---------------------------------------------------------------
 TELEGRAM_API_BASE_URL = env.str("TELEGRAM_API_BASE_URL", default="https://api.telegram.org/bot")
+# Seconds one getUpdates long poll waits for news. Longer: fewer requests per idle bot;
+# a stop takes effect within one poll.
+TELEGRAM_POLL_TIMEOUT = env.int("TELEGRAM_POLL_TIMEOUT", default=20)
+# How late a poller may check in before the supervisor revives its bot.
+POLL_LEASE_GRACE = env.int("POLL_LEASE_GRACE", default=15)
 
 # --- Logging ----------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -134,6 +134,9 @@ class Message(models.Model):
     update_id = models.BigIntegerField(null=True, blank=True)
     telegram_message_id = models.BigIntegerField(null=True, blank=True)
     text = models.TextField(blank=True)
+    entities = models.JSONField(
+        default=list, blank=True, help_text="Formatting of an outgoing message (Telegram entities)."
+    )
     reply_to = models.ForeignKey(
         "self",
         null=True,
@@ -148,6 +151,7 @@ class Message(models.Model):
     reply_state = models.CharField(
         max_length=16, choices=ReplyState.choices, default=ReplyState.NONE, db_index=True
     )
+    reply_attempts = models.PositiveSmallIntegerField(default=0)
     ai_model = models.CharField(max_length=100, blank=True)
     ai_latency_ms = models.PositiveIntegerField(null=True, blank=True)
     tokens_in = models.PositiveIntegerField(null=True, blank=True)

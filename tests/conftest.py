@@ -4,12 +4,32 @@ import pytest
 import redis
 from django.conf import settings
 
-from tests.support.worker import WorkerProcess
+from bots.models import Bot, BotTask
+from emulators.telegram import TelegramEmulator
+from tests.factories import make_persona, make_task
+from tests.support.worker import RUNTIME_SETTINGS, WorkerProcess
+
+
+@pytest.fixture(autouse=True)
+def _runtime_settings(settings) -> None:  # type: ignore[no-untyped-def]
+    """The test process uses the same short poll/lease times as the test workers."""
+    for name, value in RUNTIME_SETTINGS.items():
+        setattr(settings, name, value)
 
 
 @pytest.fixture
 def redis_client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> Iterator[None]:
+    """Rate-limit windows and flood blocks are keyed by bot id, which a new test
+    database reuses: start every test with none."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter("botfleet:*"):
+        client.delete(key)
+    yield
 
 
 @pytest.fixture
@@ -24,3 +44,74 @@ def celery_worker(transactional_db: None) -> Iterator[WorkerProcess]:
     finally:
         worker.stop()
 
+
+@pytest.fixture(scope="session")
+def telegram_api() -> Iterator[TelegramEmulator]:
+    """The Telegram Bot API emulator on loopback, shared by the session's tests."""
+    with TelegramEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def emulated_bot(telegram_api: TelegramEmulator) -> Iterator[tuple[Bot, dict]]:
+    """A bot known to the emulator and stored in the database (with a persona)."""
+    from tests.factories import make_bot
+
+    info = telegram_api.add_bot(first_name="Helper")
+    bot = make_bot(
+        token=info["token"], api_base_url=telegram_api.base_url,
+        persona=make_persona(greeting="Hello from the persona!"),
+    )
+    yield bot, info
+
+
+@pytest.fixture
+def bot_task(emulated_bot: tuple[Bot, dict]) -> BotTask:
+    return make_task(emulated_bot[0])
+
+
+# --- no secret in any log of the whole run -------------------------------------------
+
+import logging  # noqa: E402
+
+from tests.support.worker import LOG_DIR  # noqa: E402
+
+_PROCESS_LOG = LOG_DIR / "test-process.log"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every record of the test process, at DEBUG, goes to a file that the end-of-run
+    check reads (next to the worker logs)."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    for old in LOG_DIR.glob("*.log"):
+        old.unlink()
+    handler = logging.FileHandler(_PROCESS_LOG)
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+
+
+_session_tokens: set[str] = set()
+
+
+@pytest.fixture(autouse=True)
+def _remember_tokens(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "telegram_api" in request.fixturenames:
+        emulator = request.getfixturevalue("telegram_api")
+        _session_tokens.update(b["token"] for b in emulator.bots())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    leaks = [
+        path.name
+        for path in LOG_DIR.glob("*.log")
+        for token in _session_tokens
+        if token in path.read_text(errors="replace")
+    ]
+    if leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print(f"\nSECRET LEAK: a bot token appears in the logs: {sorted(set(leaks))}")
+    elif _session_tokens:
+        print(f"\nlog check: none of {len(_session_tokens)} bot tokens appears in "
+              f"{len(list(LOG_DIR.glob('*.log')))} log file(s)")

@@ -37,4 +37,5 @@ def make_bot(**fields: object) -> Bot:
 
 
 def make_task(bot: Bot | None = None, **fields: object) -> BotTask:
-    return BotTask.objects.create(bot=bot or make_bot(), name=f"Task {next(_counter)}", **fields)
+    fields.setdefault("name", f"Task {next(_counter)}")
+    return BotTask.objects.create(bot=bot or make_bot(), **fields)

@@ -44,3 +44,16 @@ def test_it_redacts_any_secret_this_process_has_decrypted(caplog: pytest.LogCapt
     logger.warning("calling provider with key %s", plain_key)
 
     assert plain_key not in caplog.text
+
+
+@pytest.mark.django_db
+def test_it_redacts_the_token_from_httpx_request_logs(caplog, telegram_api, emulated_bot) -> None:  # type: ignore[no-untyped-def]
+    from bots import telegram
+
+    bot, info = emulated_bot
+    with caplog.at_level(logging.INFO, logger="httpx"):
+        telegram.get_me(telegram.BotEndpoint.of(bot))
+
+    requests = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert requests and all("/bot[REDACTED]/" in line for line in requests)
+    assert info["token"] not in caplog.text

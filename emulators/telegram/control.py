@@ -172,6 +172,10 @@ class ControlAPI:
         """Queue any update body; ``update_id`` is assigned by the emulator."""
         return self._invoke("inject_update", _args(locals()))
 
+    def redeliver_update(self, token: str, update: JSON) -> JSON:
+        """Queue a delivered update again with its own update_id (an unconfirmed offset)."""
+        return self._invoke("redeliver_update", _args(locals()))
+
     def block_bot(self, token: str, user_id: int, notify: bool = True) -> JSON | None:
         """User blocks the bot (sends to them then fail with 403)."""
         return self._invoke("block_bot", _args(locals()))

@@ -873,6 +873,19 @@ class EmulatorState:
         return self.push_update(bot, kinds[0], update[kinds[0]])
 
     @control_op
+    def redeliver_update(self, token: str, update: JSON) -> JSON:
+        """Queue an already delivered update again, keeping its update_id: what Telegram
+        does when the offset past it was never confirmed (a poller crashed first)."""
+        bot = self.bot(token)
+        # Oldest first, as getUpdates returns them; a redelivered update is older than
+        # anything still pending.
+        bot.pending.appendleft(dict(update))
+        poller = bot.poller
+        if poller is not None and not poller.done():
+            poller.set_result("wake")
+        return update
+
+    @control_op
     def block_bot(self, token: str, user_id: int, notify: bool = True) -> JSON | None:
         """The user blocks the bot: later sends to them get 403. Emits ``my_chat_member`` if notify."""
         bot = self.bot(token)

@@ -12,6 +12,8 @@ from django.db import connection
 
 LOG_DIR = settings.VAR_DIR / "test-logs"
 QUEUES = "polling,replies,scheduled,default"
+# Short polls and leases so stops, revivals and failures show within seconds.
+RUNTIME_SETTINGS = {"TELEGRAM_POLL_TIMEOUT": 1, "POLL_LEASE_GRACE": 3}
 
 
 def test_database_url() -> str:
@@ -37,12 +39,14 @@ class WorkerProcess:
             **os.environ,
             "DATABASE_URL": test_database_url(),
             "REDIS_URL": settings.REDIS_URL,
+            "LOG_LEVEL": "DEBUG",  # the most a log can say: the end-of-run leak check reads it
+            **{name: str(value) for name, value in RUNTIME_SETTINGS.items()},
             **self.extra_env,
         }
         args = [
             sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads",
             "--concurrency", str(self.concurrency), "--queues", QUEUES,
-            "--hostname", f"{self.name}@%h", "--loglevel", "INFO",
+            "--hostname", f"{self.name}@%h", "--loglevel", "DEBUG",
             "--without-gossip", "--without-mingle",
         ]
         with open(self.log_path, "ab") as log:

@@ -1,0 +1,22 @@
+"""Celery tasks of the Telegram side: thin, ids in, one service call each."""
+
+from celery import shared_task
+from celery.signals import worker_shutting_down
+
+from bots import polling, supervisor
+
+
+@shared_task(name="bots.tasks.poll_cycle")
+def poll_cycle(task_id: int, token: str) -> None:
+    polling.cycle_launch(task_id=task_id, token=token)
+
+
+@shared_task(name="bots.tasks.supervise")
+def supervise() -> None:
+    supervisor.pollers_revive()
+    supervisor.replies_requeue()
+
+
+@worker_shutting_down.connect
+def _release_poll_leases(**_: object) -> None:
+    polling.leases_release_all()

@@ -1,0 +1,253 @@
+"""The one door to the Telegram Bot API.
+
+Everything goes through python-telegram-bot's `Bot`, one per bot and process, living
+on the process's I/O loop (`bots.aio`). PTB's exceptions are translated here into the
+few outcomes the runtime acts on; their messages are our words plus Telegram's
+description, redacted, so no token can leak through an error shown to a user.
+"""
+
+import contextlib
+import datetime as dt
+import ssl
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import certifi
+import telegram
+from telegram import error as tg_error
+from telegram.request import HTTPXRequest
+
+from bots import aio
+from credentials.redaction import redact
+
+if TYPE_CHECKING:
+    from bots.models import Bot as BotRow
+
+MAX_CACHED_CLIENTS = 4096
+SEND_TIMEOUT = 15.0  # seconds for one sendMessage round trip
+
+
+class TelegramFailure(Exception):
+    """A Telegram call failed. `str()` is safe to show and store (no secrets)."""
+
+    permanent = False
+
+
+class TokenRejected(TelegramFailure):
+    permanent = True
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("Telegram rejected the bot token" + (f" ({detail})" if detail else ""))
+
+
+class PollingConflict(TelegramFailure):
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            "Another program is polling this bot's token (or set a webhook): Telegram "
+            f"allows one. Backing off. Telegram said: {detail}"
+        )
+
+
+class FloodWait(TelegramFailure):
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"Telegram flood control: retry after {retry_after:g} s")
+
+
+class ChatUnavailable(TelegramFailure):
+    """The bot can no longer write to this chat (blocked, kicked, chat gone)."""
+
+    permanent = True
+
+
+class EntitiesRejected(TelegramFailure):
+    """Telegram could not parse the formatting; the same text can go plain."""
+
+    permanent = True
+
+
+class RequestRejected(TelegramFailure):
+    permanent = True
+
+
+class TransientFailure(TelegramFailure):
+    """Network trouble, time-outs and 5xx: worth retrying later."""
+
+
+@dataclass(frozen=True)
+class BotEndpoint:
+    """What it takes to talk to Telegram as one bot. Built per call from the row."""
+
+    bot_id: int
+    token: str = field(repr=False)
+    base_url: str
+
+    @classmethod
+    def of(cls, bot: "BotRow") -> "BotEndpoint":
+        return cls(bot_id=bot.pk, token=bot.token.reveal(), base_url=bot.effective_api_base_url)
+
+    @property
+    def base_file_url(self) -> str:
+        # Without it PTB sends file calls to the real Telegram whatever base_url says.
+        root = self.base_url[: -len("/bot")] if self.base_url.endswith("/bot") else self.base_url
+        return f"{root}/file/bot"
+
+
+# --- clients ------------------------------------------------------------------------
+
+_ssl_context: ssl.SSLContext | None = None
+_ssl_lock = threading.Lock()
+
+
+def _shared_ssl_context() -> ssl.SSLContext:
+    # Building a TLS context (loading the CA bundle) costs milliseconds and memory;
+    # a thousand bots share one.
+    global _ssl_context
+    with _ssl_lock:
+        if _ssl_context is None:
+            _ssl_context = ssl.create_default_context(cafile=certifi.where())
+        return _ssl_context
+
+
+def _request(pool_size: int) -> HTTPXRequest:
+    return HTTPXRequest(
+        connection_pool_size=pool_size,
+        connect_timeout=5.0,
+        read_timeout=SEND_TIMEOUT,
+        write_timeout=SEND_TIMEOUT,
+        pool_timeout=SEND_TIMEOUT,
+        httpx_kwargs={"verify": _shared_ssl_context()},
+    )
+
+
+class _Clients:
+    """PTB Bots by endpoint, on the I/O loop only (so no lock is needed)."""
+
+    def __init__(self) -> None:
+        self._bots: OrderedDict[BotEndpoint, telegram.Bot] = OrderedDict()
+
+    async def get(self, endpoint: BotEndpoint) -> telegram.Bot:
+        bot = self._bots.get(endpoint)
+        if bot is not None:
+            self._bots.move_to_end(endpoint)
+            return bot
+        bot = telegram.Bot(
+            endpoint.token,
+            base_url=endpoint.base_url,
+            base_file_url=endpoint.base_file_url,
+            request=_request(pool_size=32),
+            # getUpdates gets its own connection so a long poll never waits behind sends.
+            get_updates_request=_request(pool_size=1),
+        )
+        async with _translated_errors():
+            await bot.initialize()
+        self._bots[endpoint] = bot
+        await self._evict_beyond(MAX_CACHED_CLIENTS)
+        return bot
+
+    async def _evict_beyond(self, limit: int) -> None:
+        while len(self._bots) > limit:
+            _, old = self._bots.popitem(last=False)
+            with contextlib.suppress(Exception):
+                await old.shutdown()
+
+    async def forget(self, bot_id: int) -> None:
+        """Drop a bot's clients (its token may have changed)."""
+        for endpoint in [e for e in self._bots if e.bot_id == bot_id]:
+            with contextlib.suppress(Exception):
+                await self._bots.pop(endpoint).shutdown()
+
+
+_clients = _Clients()
+
+
+# --- error translation ---------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _translated_errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except tg_error.RetryAfter as exc:
+        retry_after = exc.retry_after
+        seconds = retry_after.total_seconds() if isinstance(retry_after, dt.timedelta) else retry_after
+        raise FloodWait(float(seconds)) from None
+    except tg_error.InvalidToken as exc:
+        raise TokenRejected(redact(exc.message)) from None
+    except tg_error.Conflict as exc:
+        raise PollingConflict(redact(exc.message)) from None
+    except tg_error.Forbidden as exc:
+        raise ChatUnavailable(f"Telegram refused: {redact(exc.message)}") from None
+    except tg_error.ChatMigrated as exc:
+        raise ChatUnavailable(f"The group moved to chat {exc.new_chat_id}") from None
+    except tg_error.BadRequest as exc:
+        message = redact(exc.message)
+        lowered = message.lower()
+        if "can't parse entities" in lowered or "can't find end" in lowered:
+            raise EntitiesRejected(f"Telegram could not parse the formatting: {message}") from None
+        if "chat not found" in lowered or "user is deactivated" in lowered:
+            raise ChatUnavailable(f"Telegram refused: {message}") from None
+        raise RequestRejected(f"Telegram rejected the request: {message}") from None
+    except (tg_error.NetworkError, tg_error.TimedOut) as exc:
+        raise TransientFailure(f"Telegram unreachable or failing: {redact(str(exc))}") from None
+    except tg_error.TelegramError as exc:
+        raise RequestRejected(f"Telegram error: {redact(str(exc))}") from None
+
+
+async def _call(endpoint: BotEndpoint, method: str, /, **kwargs: object) -> object:
+    async with _translated_errors():
+        bot = await _clients.get(endpoint)
+        return await getattr(bot, method)(**kwargs)
+
+
+# --- the API the runtime uses ---------------------------------------------------------
+
+
+async def get_updates(
+    endpoint: BotEndpoint, *, offset: int, timeout: int, limit: int = 100
+) -> Sequence[telegram.Update]:
+    """One long poll (runs on the I/O loop; `await` it there)."""
+    updates = await _call(
+        endpoint, "get_updates", offset=offset, timeout=timeout, limit=limit,
+        allowed_updates=["message", "edited_message"],
+    )
+    return updates  # type: ignore[return-value]
+
+
+def get_me(endpoint: BotEndpoint) -> telegram.User:
+    return aio.run(_call(endpoint, "get_me"), timeout=SEND_TIMEOUT + 5)  # type: ignore[return-value]
+
+
+def delete_webhook(endpoint: BotEndpoint) -> None:
+    aio.run(_call(endpoint, "delete_webhook"), timeout=SEND_TIMEOUT + 5)
+
+
+def send_message(
+    endpoint: BotEndpoint,
+    *,
+    chat_id: int,
+    text: str,
+    entities: Sequence[telegram.MessageEntity] | None = None,
+    reply_to_message_id: int | None = None,
+) -> telegram.Message:
+    reply = (
+        telegram.ReplyParameters(message_id=reply_to_message_id, allow_sending_without_reply=True)
+        if reply_to_message_id
+        else None
+    )
+    coro = _call(
+        endpoint, "send_message", chat_id=chat_id, text=text, entities=entities or None,
+        reply_parameters=reply, link_preview_options=telegram.LinkPreviewOptions(is_disabled=True),
+    )
+    return aio.run(coro, timeout=SEND_TIMEOUT + 5)  # type: ignore[return-value]
+
+
+def send_chat_action(endpoint: BotEndpoint, *, chat_id: int, action: str = "typing") -> None:
+    aio.run(_call(endpoint, "send_chat_action", chat_id=chat_id, action=action), timeout=SEND_TIMEOUT + 5)
+
+
+def forget_clients(bot_id: int) -> None:
+    aio.run(_clients.forget(bot_id), timeout=10)

@@ -1,0 +1,55 @@
+"""Send limits shared through Redis: every worker thread sees the same windows."""
+
+import threading
+import time
+
+import pytest
+
+from bots import ratelimit
+
+
+def test_it_holds_the_per_bot_limit_across_threads() -> None:
+    stamps: list[float] = []
+
+    def sender(thread: int) -> None:
+        for n in range(20):
+            ratelimit.send_slot_acquire(bot_id=1, chat_id=thread * 100 + n, is_group=False, max_wait=5)
+            stamps.append(time.monotonic())
+
+    threads = [threading.Thread(target=sender, args=(t,)) for t in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    stamps.sort()
+    assert len(stamps) == 40
+    # No one-second window holds more than 30 sends (a little slack for clock reads).
+    for i in range(len(stamps) - 30):
+        assert stamps[i + 30] - stamps[i] >= 0.95
+
+
+def test_it_refuses_to_wait_longer_than_asked() -> None:
+    ratelimit.send_slot_acquire(bot_id=2, chat_id=5, is_group=False, max_wait=0)
+
+    with pytest.raises(ratelimit.SlotUnavailable) as excinfo:
+        ratelimit.send_slot_acquire(bot_id=2, chat_id=5, is_group=False, max_wait=0.1)
+
+    assert 0.5 < excinfo.value.wait <= 1.0  # the chat's next slot, about a second away
+
+
+def test_it_blocks_every_chat_of_a_flooded_bot_but_not_other_bots() -> None:
+    ratelimit.bot_flood_block(bot_id=3, seconds=5)
+
+    with pytest.raises(ratelimit.SlotUnavailable):
+        ratelimit.send_slot_acquire(bot_id=3, chat_id=77, is_group=False, max_wait=1)
+    ratelimit.send_slot_acquire(bot_id=4, chat_id=77, is_group=False, max_wait=0)
+
+
+def test_it_allows_twenty_messages_a_minute_in_a_group() -> None:
+    for n in range(20):
+        ratelimit.send_slot_acquire(bot_id=5, chat_id=-100 - n % 1, is_group=True, max_wait=1.1)
+
+    with pytest.raises(ratelimit.SlotUnavailable) as excinfo:
+        ratelimit.send_slot_acquire(bot_id=5, chat_id=-100, is_group=True, max_wait=1)
+    assert excinfo.value.wait > 30

@@ -1,0 +1,127 @@
+"""The reply pipeline against the Telegram emulator, run in-process (no worker)."""
+
+
+import pytest
+import telegram
+
+from bots.models import BotTask
+from bots.services import task_start
+from conversations import replies, wording
+from conversations.ingest import updates_store
+from conversations.models import Chat, Message
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def incoming(bot_task: BotTask, update: dict) -> Message:
+    task = BotTask.objects.select_related("bot").get(pk=bot_task.pk)
+    stored = updates_store(bot=task.bot, task=task, updates=[telegram.Update.de_json(update, None)])
+    return stored.to_answer[0]
+
+
+@pytest.fixture
+def started(telegram_api, emulated_bot, bot_task):  # type: ignore[no-untyped-def]
+    task_start(task=bot_task)
+    return emulated_bot[1]
+
+
+def test_it_replies_and_records_the_outgoing_message(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
+    message = incoming(bot_task, telegram_api.send_private_message(started["token"], "Hi **there**"))
+
+    outcome = replies.reply_process(message_id=message.pk)
+
+    assert outcome.retry_in is None
+    out = Message.objects.get(direction="out", reply_to=message)
+    sent = telegram_api.sent_messages(started["token"])
+    assert out.telegram_message_id == sent[0]["message_id"]
+    assert (out.ai_model, out.finish_reason) == ("offline", "STOP")
+    assert telegram_api.chat_actions(started["token"])[0]["action"] == "typing"
+
+
+def test_it_is_safe_to_run_twice(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
+    message = incoming(bot_task, telegram_api.send_private_message(started["token"], "once"))
+
+    replies.reply_process(message_id=message.pk)
+    replies.reply_process(message_id=message.pk)
+
+    assert len(telegram_api.sent_messages(started["token"])) == 1
+    assert BotTask.objects.get(pk=bot_task.pk).replies_sent == 1
+
+
+def test_it_answers_a_photo_politely_in_private(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
+    message = incoming(bot_task, telegram_api.send_media(started["token"], kind="photo"))
+
+    replies.reply_process(message_id=message.pk)
+
+    assert telegram_api.sent_messages(started["token"])[0]["text"] == wording.MEDIA_IN_PRIVATE
+
+
+def test_it_marks_the_chat_inactive_when_the_user_blocked_the_bot(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
+    update = telegram_api.send_private_message(started["token"], "bye")
+    message = incoming(bot_task, update)
+    telegram_api.block_bot(started["token"], update["message"]["from"]["id"])
+
+    outcome = replies.reply_process(message_id=message.pk)
+
+    assert outcome.retry_in is None  # no retrying forever
+    message.refresh_from_db()
+    assert message.reply_state == Message.ReplyState.FAILED
+    assert "blocked" in message.error
+    chat = Chat.objects.get(pk=message.chat_id)
+    assert not chat.is_active and "blocked" in chat.inactive_reason
+    assert len(telegram_api.calls(started["token"], method="sendMessage")) == 1
+
+
+def test_it_sends_plain_text_when_telegram_rejects_the_formatting(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
+    message = incoming(bot_task, telegram_api.send_private_message(started["token"], "**bold** please"))
+    telegram_api.add_fault(
+        started["token"], "error", method="sendMessage", status=400,
+        description="Bad Request: can't parse entities: Can't find end of the entity starting at byte offset 0",
+    )
+
+    replies.reply_process(message_id=message.pk)
+
+    attempts = telegram_api.calls(started["token"], method="sendMessage")
+    assert len(attempts) == 2
+    assert attempts[0]["params"].get("entities") and not attempts[1]["params"].get("entities")
+    assert len(telegram_api.sent_messages(started["token"])) == 1
+
+
+def test_it_retries_a_reply_after_a_server_error(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
+    message = incoming(bot_task, telegram_api.send_private_message(started["token"], "hello?"))
+    telegram_api.add_fault(started["token"], "server_error", method="sendMessage")
+
+    first = replies.reply_process(message_id=message.pk)
+    second = replies.reply_process(message_id=message.pk)
+
+    assert first.retry_in is not None and first.retry_in > 0
+    assert second.retry_in is None
+    assert len(telegram_api.sent_messages(started["token"])) == 1
+    message.refresh_from_db()
+    assert (message.reply_state, message.reply_attempts) == ("replied", 1)
+
+
+def test_it_does_not_answer_once_the_task_is_stopped(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
+    from bots.services import task_stop
+
+    message = incoming(bot_task, telegram_api.send_private_message(started["token"], "late"))
+    task_stop(task=bot_task)
+
+    replies.reply_process(message_id=message.pk)
+
+    message.refresh_from_db()
+    assert message.reply_state == Message.ReplyState.NONE
+    assert telegram_api.sent_messages(started["token"]) == []
+
+
+def test_it_spaces_messages_to_one_chat_about_a_second_apart(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
+    update = telegram_api.send_private_message(started["token"], "one")
+    chat_id = update["message"]["chat"]["id"]
+    first = incoming(bot_task, update)
+    second = incoming(bot_task, telegram_api.send_private_message(started["token"], "two", user_id=chat_id))
+
+    replies.reply_process(message_id=first.pk)
+    replies.reply_process(message_id=second.pk)
+
+    times = [m["time"] for m in telegram_api.sent_messages(started["token"], chat_id=chat_id)]
+    assert len(times) == 2 and times[1] - times[0] >= 0.9
