@@ -178,6 +178,15 @@ TELEGRAM_POLL_TIMEOUT = env.int("TELEGRAM_POLL_TIMEOUT", default=20)
 # How late a poller may check in before the supervisor revives its bot.
 POLL_LEASE_GRACE = env.int("POLL_LEASE_GRACE", default=15)
 
+# --- AI providers ---------------------------------------------------------
+AI_REQUEST_TIMEOUT = env.float("AI_REQUEST_TIMEOUT", default=30.0)  # seconds per call
+AI_MAX_ATTEMPTS = env.int("AI_MAX_ATTEMPTS", default=4)  # first try + retries on 429/5xx/time-outs
+AI_RETRY_BUDGET = env.float("AI_RETRY_BUDGET", default=20.0)  # seconds of retrying before the fallback
+# Waiting longer than this for the credential's per-minute slot sends the fallback.
+AI_RATE_LIMIT_MAX_WAIT = env.float("AI_RATE_LIMIT_MAX_WAIT", default=5.0)
+AI_CIRCUIT_FAILURES = env.int("AI_CIRCUIT_FAILURES", default=5)  # consecutive, to open it
+AI_CIRCUIT_COOLDOWN = env.float("AI_CIRCUIT_COOLDOWN", default=30.0)  # seconds open before a probe
+
 # --- Logging ----------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {

@@ -26,7 +26,8 @@ from bots.services import task_error_record
 from conversations import context, wording
 from conversations.models import Chat, Message, Persona
 from credentials.encryption import DecryptionError
-from credentials.providers import ProviderError, provider_for
+from credentials.generation import reply_generate
+from credentials.providers import ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +148,11 @@ def reply_compose(*, message: Message, task: BotTask, endpoint: telegram.BotEndp
     if fixed is not None:
         return Composition(text=fixed)
     _typing(endpoint, message.chat.telegram_id)
-    provider = provider_for(message.bot.credential if task.use_ai else None)
+    credential = message.bot.credential if task.use_ai else None
     try:
-        result = provider.generate(context.generation_request(message=message, persona=persona))
+        result = reply_generate(
+            credential=credential, request=context.generation_request(message=message, persona=persona)
+        )
     except ProviderError as failure:
         return Composition(text=persona.fallback_reply, error=str(failure))
     if not result.text.strip():

@@ -27,6 +27,11 @@ class AICredential(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(100_000)],
         help_text="Shared by every worker; calls beyond it wait for the next slot.",
     )
+    requests_total = models.PositiveIntegerField(default=0, editable=False)
+    failures_total = models.PositiveIntegerField(default=0, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.CharField(max_length=500, blank=True, editable=False)
+    last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_checked_at = models.DateTimeField(null=True, blank=True)
     last_check_ok = models.BooleanField(null=True, blank=True)
     last_check_message = models.CharField(max_length=500, blank=True)

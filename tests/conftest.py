@@ -5,6 +5,8 @@ import redis
 from django.conf import settings
 
 from bots.models import Bot, BotTask
+from credentials.models import AICredential
+from emulators.gemini import GeminiEmulator
 from emulators.telegram import TelegramEmulator
 from tests.factories import make_persona, make_task
 from tests.support.worker import RUNTIME_SETTINGS, WorkerProcess
@@ -27,8 +29,9 @@ def _fresh_rate_limits() -> Iterator[None]:
     """Rate-limit windows and flood blocks are keyed by bot id, which a new test
     database reuses: start every test with none."""
     client = redis.Redis.from_url(settings.REDIS_URL)
-    for key in client.scan_iter("botfleet:*"):
-        client.delete(key)
+    for pattern in ("botfleet:*", "pybreaker:*"):
+        for key in client.scan_iter(pattern):
+            client.delete(key)
     yield
 
 
@@ -70,6 +73,26 @@ def bot_task(emulated_bot: tuple[Bot, dict]) -> BotTask:
     return make_task(emulated_bot[0])
 
 
+GEMINI_TEST_KEY = "AIzaSyTEST-gemini-key-for-the-emulator-0001"
+OPENAI_TEST_KEY = "sk-test-openai-compatible-key-000000000001"
+
+
+@pytest.fixture(scope="session")
+def gemini_api() -> Iterator[GeminiEmulator]:
+    with GeminiEmulator(valid_keys=[GEMINI_TEST_KEY]) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def gemini_credential(gemini_api: GeminiEmulator) -> AICredential:
+    gemini_api.reset()
+    gemini_api.set_valid_keys([GEMINI_TEST_KEY])
+    return AICredential.objects.create(
+        name="Gemini (emulated)", provider=AICredential.Provider.GEMINI, api_key=GEMINI_TEST_KEY,
+        base_url=gemini_api.base_url, model="gemini-2.5-flash", requests_per_minute=1000,
+    )
+
+
 # --- no secret in any log of the whole run -------------------------------------------
 
 import logging  # noqa: E402
@@ -103,6 +126,7 @@ def _remember_tokens(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _session_tokens.update({GEMINI_TEST_KEY, OPENAI_TEST_KEY})
     leaks = [
         path.name
         for path in LOG_DIR.glob("*.log")
@@ -111,7 +135,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     ]
     if leaks:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        print(f"\nSECRET LEAK: a bot token appears in the logs: {sorted(set(leaks))}")
+        print(f"\nSECRET LEAK: a bot token or API key appears in the logs: {sorted(set(leaks))}")
     elif _session_tokens:
-        print(f"\nlog check: none of {len(_session_tokens)} bot tokens appears in "
+        print(f"\nlog check: none of {len(_session_tokens)} bot tokens and API keys appears in "
               f"{len(list(LOG_DIR.glob('*.log')))} log file(s)")

@@ -169,3 +169,24 @@ def test_it_resumes_after_the_worker_is_killed_without_losing_or_repeating(trans
     assert len(texts) == 10
     assert len(set(texts)) == 10  # nobody answered twice
     assert Message.objects.filter(bot=bot, direction="in", reply_state="replied").count() == 10
+
+
+def test_it_answers_with_gemini_and_remembers_the_conversation(celery_worker, telegram_api, gemini_api, emulated_bot, bot_task, gemini_credential) -> None:  # type: ignore[no-untyped-def]
+    bot, info = emulated_bot
+    Bot.objects.filter(pk=bot.pk).update(credential=gemini_credential)
+    gemini_api.script_replies(["The capital of France is Paris.", "About 2.1 million people."])
+    task_start(task=bot_task)
+
+    first = telegram_api.send_private_message(info["token"], "What is the capital of France?")
+    chat_id = first["message"]["chat"]["id"]
+    telegram_api.wait_for_sent(info["token"], 1, chat_id=chat_id, timeout=20)
+    telegram_api.send_private_message(info["token"], "How many people live there?", user_id=chat_id)
+    sent = telegram_api.wait_for_sent(info["token"], 2, chat_id=chat_id, timeout=20)
+
+    assert [m["text"] for m in sent] == ["The capital of France is Paris.", "About 2.1 million people."]
+    follow_up = gemini_api.requests()[-1]
+    assert [(t.role, t.text) for t in follow_up.contents] == [
+        ("user", "What is the capital of France?"),
+        ("model", "The capital of France is Paris."),
+        ("user", "How many people live there?"),
+    ]

@@ -13,7 +13,10 @@ from django.db import connection
 LOG_DIR = settings.VAR_DIR / "test-logs"
 QUEUES = "polling,replies,scheduled,default"
 # Short polls and leases so stops, revivals and failures show within seconds.
-RUNTIME_SETTINGS = {"TELEGRAM_POLL_TIMEOUT": 1, "POLL_LEASE_GRACE": 3}
+RUNTIME_SETTINGS = {
+    "TELEGRAM_POLL_TIMEOUT": 1, "POLL_LEASE_GRACE": 3, "AI_CIRCUIT_COOLDOWN": 2,
+    "AI_RETRY_BUDGET": 8,
+}
 
 
 def test_database_url() -> str:

@@ -1,0 +1,134 @@
+"""Google Gemini through google-genai (`from google import genai`).
+
+google-generativeai is end-of-life and must not be used. Facts this module relies on
+(checked against google-genai 3.4.0 and the emulator): an invalid key is a 400
+INVALID_ARGUMENT (reason API_KEY_INVALID), not a 401; a blocked prompt is HTTP 200
+with prompt_feedback.block_reason and no candidates, and `.text` is then None; the
+sync transport is httpx2, whose connection errors are not wrapped; HttpOptions
+timeouts are in milliseconds; the client retries nothing unless told to (we own
+retries); a genai.Client closes its connections when garbage-collected, so clients
+are kept.
+"""
+
+import threading
+import time
+
+import httpx2
+from django.conf import settings
+from google import genai
+from google.genai import errors, types
+
+from credentials.models import AICredential
+from credentials.providers.base import GenerationRequest, GenerationResult, ProviderError
+from credentials.redaction import redact
+
+_clients: dict[tuple[int, str, str], genai.Client] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(credential: AICredential) -> genai.Client:
+    key = credential.api_key.reveal()
+    cache_key = (credential.pk, key, credential.base_url)
+    with _clients_lock:
+        client = _clients.get(cache_key)
+        if client is None:
+            options = types.HttpOptions(
+                base_url=credential.base_url or None,
+                timeout=int(settings.AI_REQUEST_TIMEOUT * 1000),
+            )
+            client = _clients[cache_key] = genai.Client(api_key=key, http_options=options)
+        return client
+
+
+class GeminiProvider:
+    name = "gemini"
+
+    def __init__(self, credential: AICredential) -> None:
+        self.credential = credential
+
+    def generate(self, request: GenerationRequest) -> GenerationResult:
+        model = self.credential.model
+        turns = [*request.history, request.message]
+        contents = [types.Content(role=t.role, parts=[types.Part(text=t.text)]) for t in turns]
+        config = types.GenerateContentConfig(
+            system_instruction=request.instructions,
+            temperature=request.temperature,
+            max_output_tokens=request.max_output_tokens,
+        )
+        started = time.perf_counter()
+        try:
+            response = _client(self.credential).models.generate_content(
+                model=model, contents=contents, config=config
+            )
+        except errors.APIError as failure:
+            raise _api_error(failure, model) from None
+        except httpx2.TransportError as failure:
+            raise ProviderError(
+                ProviderError.UNREACHABLE,
+                f"Could not reach Gemini ({type(failure).__name__}): {redact(str(failure))}",
+            ) from None
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        return _result(response, model, latency_ms)
+
+
+def _result(response: types.GenerateContentResponse, model: str, latency_ms: int) -> GenerationResult:
+    feedback = response.prompt_feedback
+    if feedback is not None and feedback.block_reason:
+        raise ProviderError(
+            ProviderError.BLOCKED, f"Gemini blocked the prompt ({feedback.block_reason.name})."
+        )
+    candidate = response.candidates[0] if response.candidates else None
+    finish = candidate.finish_reason.name if candidate and candidate.finish_reason else ""
+    text = response.text or ""
+    if not text.strip() and finish in ("SAFETY", "RECITATION", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII"):
+        raise ProviderError(ProviderError.BLOCKED, f"Gemini withheld the answer ({finish}).")
+    usage = response.usage_metadata
+    return GenerationResult(
+        text=text,
+        model=response.model_version or model,
+        latency_ms=latency_ms,
+        tokens_in=usage.prompt_token_count if usage else None,
+        tokens_out=usage.candidates_token_count if usage else None,
+        finish_reason=finish,
+    )
+
+
+def _api_error(failure: errors.APIError, model: str) -> ProviderError:
+    status, message = failure.status or "", redact(failure.message or "")
+    if failure.code == 400 and ("API_KEY_INVALID" in str(failure.details) or "API key not valid" in message):
+        return ProviderError(ProviderError.BAD_KEY, "Gemini rejected the API key (API_KEY_INVALID).")
+    if failure.code == 403:
+        return ProviderError(
+            ProviderError.PERMISSION,
+            f"Gemini refused access (403 {status}): the key may lack access to this API or model.",
+        )
+    if failure.code == 404:
+        return ProviderError(ProviderError.MODEL_NOT_FOUND, f"Gemini has no model “{model}” (404).")
+    if failure.code == 429:
+        return ProviderError(
+            ProviderError.QUOTA, f"Gemini quota exhausted or rate limited (429): {message}",
+            retry_after=_retry_after(failure),
+        )
+    if failure.code >= 500:
+        return ProviderError(ProviderError.SERVER, f"Gemini failed ({failure.code} {status}): {message}")
+    return ProviderError(ProviderError.BAD_REQUEST, f"Gemini rejected the request ({failure.code} {status}): {message}")
+
+
+def _retry_after(failure: errors.APIError) -> float | None:
+    """Retry-After header, else google.rpc.RetryInfo's retryDelay ("3s")."""
+    response = getattr(failure, "response", None)
+    header = response.headers.get("retry-after") if response is not None else None
+    if header:
+        try:
+            return float(header)
+        except ValueError:
+            pass
+    details = failure.details if isinstance(failure.details, dict) else {}
+    for detail in details.get("error", {}).get("details", []):
+        delay = str(detail.get("retryDelay", ""))
+        if delay.endswith("s"):
+            try:
+                return float(delay[:-1])
+            except ValueError:
+                pass
+    return None
