@@ -2,116 +2,23 @@
 
 Method names and signatures mirror ``GeminiEmulator`` so a test helper can
 drive either one; ``set_reply`` is the exception (a Python callable cannot
-cross HTTP; use ``script_replies``).
+cross HTTP; use ``script_replies``). The methods are ``emulators._common.client``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from types import TracebackType
-from typing import Any
-
-import httpx
-
-from .state import Fault, FaultKind, RecordedRequest
+from .._common import client as common
+from .state import Fault, RecordedRequest
 
 
-class EmulatorControlError(RuntimeError):
-    pass
+class EmulatorControlError(common.EmulatorControlError):
+    """A control call failed in a way that is not a ValueError or TimeoutError."""
 
 
-class GeminiEmulatorClient:
+class GeminiEmulatorClient(common.EmulatorControlClient[RecordedRequest, Fault]):
+    _record_type = RecordedRequest
+    _fault_type = Fault
+    _error_type = EmulatorControlError
+
     def __init__(self, base_url: str = "http://127.0.0.1:8082", timeout: float = 10.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url + "/_emulator", timeout=timeout)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> GeminiEmulatorClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _call(
-        self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
-    ) -> Any:
-        response = self._http.request(method, path, json=json, params=params)
-        if response.status_code == 400:
-            # The server reports the same ValueError the in-process call would raise.
-            raise ValueError(response.json().get("error", response.text))
-        if response.status_code == 408:
-            raise TimeoutError(response.json().get("error", response.text))
-        if response.status_code != 200:
-            raise EmulatorControlError(
-                f"{method} {path} -> {response.status_code}: {response.text[:200]}"
-            )
-        return response.json()
-
-    def health(self) -> bool:
-        return bool(self._call("GET", "/health").get("ok"))
-
-    def add_fault(
-        self,
-        kind: FaultKind | str,
-        times: int | None = 1,
-        retry_after: float | None = None,
-        delay: float | None = None,
-        message: str | None = None,
-    ) -> Fault:
-        payload = Fault(FaultKind(kind), times, retry_after, delay, message).to_dict()
-        return Fault.from_dict(self._call("POST", "/faults", json=payload)["fault"])
-
-    def clear_faults(self) -> None:
-        self._call("DELETE", "/faults")
-
-    def pending_faults(self) -> list[Fault]:
-        return [Fault.from_dict(f) for f in self._call("GET", "/faults")["faults"]]
-
-    def set_latency(self, seconds: float) -> None:
-        self._call("POST", "/latency", json={"seconds": seconds})
-
-    def set_valid_keys(self, keys: Iterable[str] | None) -> None:
-        self._call("POST", "/valid_keys", json={"keys": None if keys is None else list(keys)})
-
-    def set_known_models(self, models: Iterable[str] | None) -> None:
-        self._call(
-            "POST", "/known_models", json={"models": None if models is None else list(models)}
-        )
-
-    def script_replies(self, replies: Iterable[str]) -> None:
-        self._call("POST", "/replies", json={"replies": list(replies)})
-
-    def requests(self) -> list[RecordedRequest]:
-        return [RecordedRequest.from_dict(r) for r in self._call("GET", "/requests")["requests"]]
-
-    def clear_requests(self) -> None:
-        self._call("DELETE", "/requests")
-
-    def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
-        # Give the HTTP call a little longer than the server-side wait.
-        response = self._http.post(
-            "/wait_for_requests", json={"count": count, "timeout": timeout}, timeout=timeout + 5.0
-        )
-        if response.status_code == 408:
-            raise TimeoutError(response.json().get("error"))
-        response.raise_for_status()
-        return [RecordedRequest.from_dict(r) for r in response.json()["requests"]]
-
-    def reset(self) -> None:
-        self._call("POST", "/reset")
-
-    def max_requests_in_window(self, seconds: float = 60.0, model: str | None = None) -> int:
-        params: dict[str, Any] = {"seconds": seconds}
-        if model is not None:
-            params["model"] = model
-        return int(self._call("GET", "/max_requests_in_window", params=params)["max"])
-
-    def requests_per_minute(self) -> dict[str, int]:
-        return dict(self._call("GET", "/requests_per_minute")["counts"])
+        super().__init__(base_url, timeout)

@@ -1,14 +1,13 @@
 """aiohttp application: the Gemini REST surface plus the ``/_emulator`` control API.
 
-Every API request is recorded *before* latency/faults are applied, so the
-recorded times are arrival times (what a rate limiter on Google's side counts)
-and even requests that end in an error or a dropped socket are visible to tests.
+Recording, latency, the SLOW/DROP_CONNECTION faults, scripted replies and the
+control API are shared (``emulators._common``); this module is Gemini's
+routing, key handling, answers and the fault kinds only this API has.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
+import functools
 import json
 import logging
 import math
@@ -16,23 +15,11 @@ from typing import Any
 
 from aiohttp import web
 
+from .._common import server as common
 from . import protocol
-from .control import add_control_routes
-from .state import (
-    DEFAULT_RETRY_AFTER_SECONDS,
-    DEFAULT_SLOW_DELAY_SECONDS,
-    EmulatorState,
-    FaultKind,
-    RecordedRequest,
-)
-
-log = logging.getLogger("emulators.gemini")
+from .state import EmulatorState, Fault, FaultKind, RecordedRequest
 
 STATE_KEY: web.AppKey[EmulatorState] = web.AppKey("gemini_emulator_state", EmulatorState)
-
-
-class _Dropped(Exception):
-    """Internal signal: the connection was closed on purpose, no response exists."""
 
 
 def _json(
@@ -43,15 +30,6 @@ def _json(
 
 def _error(body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
     return _json(body, status=int(body["error"]["code"]), headers=headers)
-
-
-def _drop(request: web.Request) -> None:
-    # force_close() closes the socket right away; aiohttp then silently fails
-    # to write the placeholder response, so the client sees a connection that
-    # was closed without any HTTP answer (httpx.RemoteProtocolError,
-    # aiohttp.ServerDisconnectedError).
-    request.protocol.force_close()
-    raise _Dropped
 
 
 def _classify(parsed: protocol.ParsedPath | None, method: str) -> str:
@@ -66,12 +44,9 @@ def _classify(parsed: protocol.ParsedPath | None, method: str) -> str:
     return "unknown"
 
 
-class GeminiHandler:
-    def __init__(self, state: EmulatorState) -> None:
-        self._state = state
-        # Response ids only need to be unique per emulator; a counter keeps them
-        # deterministic across runs.
-        self._ids = itertools.count(1)
+class GeminiHandler(common.ApiHandler[RecordedRequest, Fault]):
+    label = "gemini"
+    log = logging.getLogger("emulators.gemini")
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         parsed = protocol.parse_path(request.path)
@@ -107,23 +82,9 @@ class GeminiHandler:
             safety_settings=generate.safety_settings if generate else [],
             body=body,
         )
-
-        status: int | None = None
-        try:
-            latency = self._state.latency
-            if latency > 0:
-                # asyncio.sleep, not time.sleep: hundreds of concurrent requests
-                # must all be delayed in parallel.
-                await asyncio.sleep(latency)
-            response = await self._answer(request, rec, action, parsed, generate, body_error)
-            status = response.status
-            return response
-        except _Dropped:
-            return web.Response(status=500)  # never reaches the client: the socket is closed
-        finally:
-            # Also runs on CancelledError (client went away, handler_cancellation)
-            # in which case status stays None: nothing was delivered.
-            self._state.finish(rec, status)
+        return await self.respond(
+            rec, functools.partial(self._answer, request, rec, action, parsed, generate, body_error)
+        )
 
     async def _answer(
         self,
@@ -182,19 +143,9 @@ class GeminiHandler:
         fault = self._state.take_fault(rec)
         kind = fault.kind if fault else None
 
-        if fault is not None:
-            if kind is FaultKind.DROP_CONNECTION:
-                _drop(request)
-            if kind is FaultKind.SLOW:
-                await asyncio.sleep(
-                    fault.delay if fault.delay is not None else DEFAULT_SLOW_DELAY_SECONDS
-                )
-            elif kind is FaultKind.RATE_LIMIT:
-                retry_after = (
-                    fault.retry_after
-                    if fault.retry_after is not None
-                    else DEFAULT_RETRY_AFTER_SECONDS
-                )
+        if fault is not None and not await self.transport_fault(request, fault):
+            if kind is FaultKind.RATE_LIMIT:
+                retry_after = fault.retry_after_seconds()
                 headers = {"Retry-After": str(math.ceil(retry_after))}
                 return _error(protocol.rate_limited(model, retry_after, fault.message), headers)
             elif kind is not None and kind.value in protocol.SIMPLE_ERRORS:
@@ -228,18 +179,14 @@ class GeminiHandler:
                 return _json(body)
 
         try:
-            text = self._reply_text(rec, model)
-        except Exception as exc:  # a broken test reply fn should surface as a clear 500
-            log.exception("gemini emulator reply function failed")
-            body = protocol.error_body(
-                500, "INTERNAL", f"emulator reply function raised {type(exc).__name__}: {exc}"
-            )
-            return _error(body)
+            text = self.reply_text(rec, model)
+        except common.ReplyFunctionFailed as exc:
+            return _error(protocol.error_body(500, "INTERNAL", str(exc)))
 
         finish_reason = "STOP"
         if kind is FaultKind.MAX_TOKENS:
             finish_reason = "MAX_TOKENS"
-            text = _truncate(text, generate.generation_config.get("maxOutputTokens"))
+            text = common.truncate(text, _char_limit(generate.generation_config))
         body = protocol.generate_response(
             model=model,
             response_id=response_id,
@@ -249,34 +196,14 @@ class GeminiHandler:
         )
         return _json(body)
 
-    def _reply_text(self, rec: RecordedRequest, model: str) -> str:
-        scripted, fn = self._state.take_reply()
-        if scripted is not None:
-            return scripted
-        if fn is not None:
-            return fn(rec)
-        return default_reply(model, rec.last_user_text)
 
-
-def default_reply(model: str, last_user_text: str) -> str:
-    return f"[gemini-emulator:{model}] You said: {last_user_text}"
-
-
-def _truncate(text: str, max_output_tokens: Any) -> str:
-    # Cut to roughly maxOutputTokens tokens (4 chars each), or to half when unset,
-    # so the text is visibly shorter than the full reply.
+def _char_limit(generation_config: dict[str, Any]) -> int | None:
+    # Roughly maxOutputTokens tokens (4 chars each); None (cut to half) when unset.
+    max_output_tokens = generation_config.get("maxOutputTokens")
     if isinstance(max_output_tokens, int) and max_output_tokens > 0:
-        limit = max_output_tokens * 4
-    else:
-        limit = len(text) // 2
-    return text[: max(1, min(limit, max(1, len(text) - 1)))]
+        return max_output_tokens * 4
+    return None
 
 
 def create_app(state: EmulatorState) -> web.Application:
-    app = web.Application()
-    app[STATE_KEY] = state
-    # Control routes are registered first so the catch-all API route below
-    # never shadows /_emulator/...
-    add_control_routes(app, state)
-    app.router.add_route("*", "/{tail:.*}", GeminiHandler(state).handle)
-    return app
+    return common.create_app(state, STATE_KEY, GeminiHandler(state), "gemini")

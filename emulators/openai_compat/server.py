@@ -1,13 +1,13 @@
 """aiohttp application: OpenAI-compatible ``/v1/chat/completions`` + ``/v1/models`` and the control API.
 
-Requests are recorded on arrival (before latency/faults), so recorded times are
-what a provider-side rate limiter would count and failed requests stay visible.
+Recording, latency, the SLOW/DROP_CONNECTION faults, scripted replies and the
+control API are shared (``emulators._common``); this module is this API's
+routing, key handling, answers and the fault kinds only it has.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
+import functools
 import json
 import logging
 import math
@@ -16,26 +16,14 @@ from typing import Any
 
 from aiohttp import web
 
+from .._common import server as common
 from . import protocol
-from .control import add_control_routes
-from .state import (
-    DEFAULT_RETRY_AFTER_SECONDS,
-    DEFAULT_SLOW_DELAY_SECONDS,
-    EmulatorState,
-    FaultKind,
-    RecordedRequest,
-)
-
-log = logging.getLogger("emulators.openai_compat")
+from .state import EmulatorState, Fault, FaultKind, RecordedRequest
 
 STATE_KEY: web.AppKey[EmulatorState] = web.AppKey("openai_emulator_state", EmulatorState)
 
 # "Authorization: Bearer <key>"; the scheme name is case-insensitive.
 _BEARER = "bearer "
-
-
-class _Dropped(Exception):
-    """Internal signal: the socket was closed on purpose; no response exists."""
 
 
 def _error(
@@ -58,10 +46,9 @@ def _int_header(request: web.Request, name: str) -> int | None:
         return None
 
 
-class OpenAIHandler:
-    def __init__(self, state: EmulatorState) -> None:
-        self._state = state
-        self._ids = itertools.count(1)  # deterministic, unique per emulator
+class OpenAIHandler(common.ApiHandler[RecordedRequest, Fault]):
+    label = "openai"
+    log = logging.getLogger("emulators.openai_compat")
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         action, path_model = protocol.classify(request.path, request.method)
@@ -99,21 +86,9 @@ class OpenAIHandler:
             retry_count=_int_header(request, "x-stainless-retry-count"),
             body=body,
         )
-
-        status: int | None = None
-        try:
-            latency = self._state.latency
-            if latency > 0:
-                # Non-blocking: concurrent requests are all delayed in parallel.
-                await asyncio.sleep(latency)
-            response = await self._answer(request, rec, action, chat, invalid)
-            status = response.status
-            return response
-        except _Dropped:
-            return web.Response(status=500)  # never delivered: the socket is already closed
-        finally:
-            # Also reached on CancelledError (client gave up); status stays None then.
-            self._state.finish(rec, status)
+        return await self.respond(
+            rec, functools.partial(self._answer, request, rec, action, chat, invalid)
+        )
 
     async def _answer(
         self,
@@ -169,24 +144,11 @@ class OpenAIHandler:
         fault = self._state.take_fault(rec)
         kind = fault.kind if fault else None
 
-        if fault is not None:
-            if kind is FaultKind.DROP_CONNECTION:
-                # Closes the socket now; aiohttp then fails quietly to write the
-                # placeholder, so the client sees "server disconnected".
-                request.protocol.force_close()
-                raise _Dropped
-            if kind is FaultKind.SLOW:
-                await asyncio.sleep(
-                    fault.delay if fault.delay is not None else DEFAULT_SLOW_DELAY_SECONDS
-                )
-            elif kind is FaultKind.AUTH_ERROR:
+        if fault is not None and not await self.transport_fault(request, fault):
+            if kind is FaultKind.AUTH_ERROR:
                 return _error(401, protocol.invalid_api_key())
             elif kind is FaultKind.RATE_LIMIT:
-                retry_after = (
-                    fault.retry_after
-                    if fault.retry_after is not None
-                    else DEFAULT_RETRY_AFTER_SECONDS
-                )
+                retry_after = fault.retry_after_seconds()
                 headers = {
                     # Retry-After is whole seconds by spec; retry-after-ms carries the exact
                     # value, and the openai package prefers it, so sub-second test delays work.
@@ -210,20 +172,15 @@ class OpenAIHandler:
                 return self._completion(chat, content="", finish_reason="stop")
 
         try:
-            text = self._reply_text(rec, chat.model)
-        except Exception as exc:  # a broken test reply fn should surface as a clear 500
-            log.exception("openai emulator reply function failed")
-            body = protocol.error_body(
-                f"emulator reply function raised {type(exc).__name__}: {exc}", "server_error"
-            )
-            return _error(500, body)
+            text = self.reply_text(rec, chat.model)
+        except common.ReplyFunctionFailed as exc:
+            return _error(500, protocol.error_body(str(exc), "server_error"))
 
         if kind is FaultKind.LENGTH:
+            # Roughly the token limit at 4 chars a token; None (cut to half) when unset.
             limit = chat.max_completion_tokens or chat.max_tokens
-            cut = limit * 4 if limit else len(text) // 2
-            return self._completion(
-                chat, content=text[: max(1, min(cut, len(text) - 1))], finish_reason="length"
-            )
+            content = common.truncate(text, limit * 4 if limit else None)
+            return self._completion(chat, content=content, finish_reason="length")
         return self._completion(chat, content=text, finish_reason="stop")
 
     def _completion(
@@ -239,22 +196,6 @@ class OpenAIHandler:
         )
         return web.json_response(body)
 
-    def _reply_text(self, rec: RecordedRequest, model: str) -> str:
-        scripted, fn = self._state.take_reply()
-        if scripted is not None:
-            return scripted
-        if fn is not None:
-            return fn(rec)
-        return default_reply(model, rec.last_user_text)
-
-
-def default_reply(model: str, last_user_text: str) -> str:
-    return f"[openai-emulator:{model}] You said: {last_user_text}"
-
 
 def create_app(state: EmulatorState) -> web.Application:
-    app = web.Application()
-    app[STATE_KEY] = state
-    add_control_routes(app, state)  # before the catch-all so /_emulator/... is never shadowed
-    app.router.add_route("*", "/{tail:.*}", OpenAIHandler(state).handle)
-    return app
+    return common.create_app(state, STATE_KEY, OpenAIHandler(state), "openai_compat")

@@ -1,12 +1,11 @@
-"""JSON control API under ``/_emulator/`` for the standalone OpenAI-compatible emulator.
+"""JSON control API under ``/_emulator/`` for the standalone emulators.
 
-Kept in step with ``emulators/gemini/control.py`` (same routes and payloads).
+Each route only translates JSON to a call on the emulator's state (the same
+methods the in-process emulator calls), so both control paths behave
+identically. Invalid input -> 400 ``{"error": "..."}``. Gemini and
+OpenAI-compatible emulators serve exactly the same routes and payloads:
 
-Each route only translates JSON to a call on ``EmulatorState`` (the same
-methods ``OpenAICompatEmulator`` calls in-process), so both control paths behave
-identically. Invalid input -> 400 ``{"error": "..."}``.
-
-    GET    /_emulator/health
+    GET    /_emulator/health                      -> {"ok": true, "emulator": "gemini" | "openai_compat"}
     GET    /_emulator/requests                    -> {"requests": [RecordedRequest...]}
     DELETE /_emulator/requests
     POST   /_emulator/wait_for_requests           {"count": 3, "timeout": 5} -> {"requests": [...]} | 408
@@ -15,7 +14,7 @@ identically. Invalid input -> 400 ``{"error": "..."}``.
     DELETE /_emulator/faults
     POST   /_emulator/latency                     {"seconds": 0.5}
     POST   /_emulator/valid_keys                  {"keys": ["k1"] | null}
-    POST   /_emulator/known_models                {"models": ["gpt-4o-mini"] | null}
+    POST   /_emulator/known_models                {"models": ["gemini-2.5-flash"] | null}
     POST   /_emulator/replies                     {"replies": ["a", "b"]}
     POST   /_emulator/reset
     GET    /_emulator/max_requests_in_window?seconds=60[&model=m] -> {"max": n}
@@ -33,7 +32,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .state import EmulatorState
+from .faults import FAULT_FIELDS
+from .state import EmulatorStateBase
 
 PREFIX = "/_emulator"
 
@@ -54,6 +54,13 @@ async def _payload(request: web.Request) -> dict[str, Any]:
     return data
 
 
+def _list_or_null(data: dict[str, Any], name: str) -> list[Any] | None:
+    value = data[name]  # KeyError -> "missing field" 400, like any required field
+    if value is not None and not isinstance(value, list):
+        raise ValueError(f"{name} must be a list or null")
+    return value
+
+
 def _guard(fn: _Handler) -> _Handler:
     async def wrapper(request: web.Request) -> web.StreamResponse:
         try:
@@ -67,11 +74,14 @@ def _guard(fn: _Handler) -> _Handler:
     return wrapper
 
 
-def add_control_routes(app: web.Application, state: EmulatorState) -> None:
+def add_control_routes(
+    app: web.Application, state: EmulatorStateBase[Any, Any], emulator: str
+) -> None:
+    """Register the routes; ``emulator`` names it in ``/health`` (e.g. "gemini")."""
     ok = {"ok": True}
 
     async def health(request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "emulator": "openai_compat"})
+        return web.json_response({"ok": True, "emulator": emulator})
 
     async def get_requests(request: web.Request) -> web.Response:
         return web.json_response({"requests": [r.to_dict() for r in state.requests()]})
@@ -98,7 +108,7 @@ def add_control_routes(app: web.Application, state: EmulatorState) -> None:
 
     async def add_fault(request: web.Request) -> web.Response:
         data = await _payload(request)
-        unknown = set(data) - {"kind", "times", "retry_after", "delay", "message"}
+        unknown = set(data) - FAULT_FIELDS
         if unknown:
             raise ValueError(f"unknown fault fields: {sorted(unknown)}")
         fault = state.add_fault(
@@ -119,17 +129,11 @@ def add_control_routes(app: web.Application, state: EmulatorState) -> None:
         return web.json_response(ok)
 
     async def set_valid_keys(request: web.Request) -> web.Response:
-        keys = (await _payload(request))["keys"]
-        if keys is not None and not isinstance(keys, list):
-            raise ValueError("keys must be a list or null")
-        state.set_valid_keys(keys)
+        state.set_valid_keys(_list_or_null(await _payload(request), "keys"))
         return web.json_response(ok)
 
     async def set_known_models(request: web.Request) -> web.Response:
-        models = (await _payload(request))["models"]
-        if models is not None and not isinstance(models, list):
-            raise ValueError("models must be a list or null")
-        state.set_known_models(models)
+        state.set_known_models(_list_or_null(await _payload(request), "models"))
         return web.json_response(ok)
 
     async def script_replies(request: web.Request) -> web.Response:
