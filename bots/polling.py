@@ -133,6 +133,10 @@ def _poll_succeeded(lease: Lease, updates: Sequence[ptb.Update]) -> None:
 
 
 def _poll_failed(lease: Lease, failure: telegram.TelegramFailure) -> None:
+    if not _still_ours(lease):
+        # Stopped or revived meanwhile: a newer poller may be what Telegram's 409 was
+        # about. Nothing to record, nothing to hand over.
+        return
     if isinstance(failure, telegram.TokenRejected):
         task_fail(task_id=lease.task_id, token=lease.token, error=str(failure))
         return

@@ -100,7 +100,7 @@ def task_stop(*, task: BotTask) -> BotTask:
 
 
 def task_restart(*, task: BotTask) -> BotTask:
-    if task.status in (BotTask.Status.RUNNING, BotTask.Status.PENDING):
+    if task.status == BotTask.Status.RUNNING:
         task_stop(task=task)
     return task_start(task=task)
 

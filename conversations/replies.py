@@ -147,8 +147,10 @@ def reply_compose(*, message: Message, task: BotTask, endpoint: telegram.BotEndp
     fixed = _fixed_line(message, persona)
     if fixed is not None:
         return Composition(text=fixed)
-    _typing(endpoint, message.chat.telegram_id)
     credential = message.bot.credential if task.use_ai else None
+    if credential is not None and credential.provider != credential.Provider.OFFLINE:
+        # Worth a request only when the answer takes a while: an offline one is instant.
+        _typing(endpoint, message.chat.telegram_id)
     try:
         result = reply_generate(
             credential=credential, request=context.generation_request(message=message, persona=persona)

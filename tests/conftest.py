@@ -1,3 +1,6 @@
+import logging
+import shutil
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -9,7 +12,7 @@ from credentials.models import AICredential
 from emulators.gemini import GeminiEmulator
 from emulators.telegram import TelegramEmulator
 from tests.factories import make_persona, make_task
-from tests.support.worker import RUNTIME_SETTINGS, WorkerProcess
+from tests.support.worker import LOG_DIR, RUNTIME_SETTINGS, WorkerProcess
 
 
 @pytest.fixture(autouse=True)
@@ -95,10 +98,6 @@ def gemini_credential(gemini_api: GeminiEmulator) -> AICredential:
 
 # --- no secret in any log of the whole run -------------------------------------------
 
-import logging  # noqa: E402
-
-from tests.support.worker import LOG_DIR  # noqa: E402
-
 _PROCESS_LOG = LOG_DIR / "test-process.log"
 
 
@@ -106,8 +105,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """Every record of the test process, at DEBUG, goes to a file that the end-of-run
     check reads (next to the worker logs)."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    for old in LOG_DIR.glob("*.log"):
-        old.unlink()
+    for stale in LOG_DIR.parent.glob("run-*"):
+        if stale != LOG_DIR and time.time() - stale.stat().st_mtime > 3600:
+            shutil.rmtree(stale, ignore_errors=True)
     handler = logging.FileHandler(_PROCESS_LOG)
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

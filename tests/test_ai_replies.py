@@ -65,6 +65,10 @@ def test_it_gives_gemini_the_persona_and_the_conversation(ai_bot, telegram_api, 
     assert request.generation_config.get("temperature") == pytest.approx(bot.persona.temperature)
     assert reply.text == "Aye, and RAM be its deck."
     assert reply.ai_model and reply.tokens_in and reply.tokens_out and reply.finish_reason == "STOP"
+    # "typing…" showed while Gemini was thinking, once per reply, before it was sent.
+    actions = telegram_api.chat_actions(info["token"])
+    assert [a["action"] for a in actions] == ["typing", "typing"]
+    assert actions[-1]["time"] < telegram_api.sent_messages(info["token"])[-1]["time"]
 
 
 def test_it_tells_gemini_who_said_what_in_a_group(ai_bot, telegram_api, gemini_api) -> None:  # type: ignore[no-untyped-def]

@@ -16,10 +16,14 @@ class OfflineProvider:
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         started = time.perf_counter()
-        said = request.message.text.strip()
+        turn = request.message
+        said, you = turn.text.strip(), "You"
+        if turn.author and said.startswith(f"{turn.author}: "):
+            # A group turn carries its sender's name: answer them by it.
+            said, you = said[len(turn.author) + 2 :], f"{turn.author}, you"
         if len(said) > QUOTE_LIMIT:
             said = said[:QUOTE_LIMIT] + "…"
-        text = f"{LABEL} You said: {said}" if said else f"{LABEL} I got your message."
+        text = f"{LABEL} {you} said: {said}" if said else f"{LABEL} I got your message."
         return GenerationResult(
             text=text,
             model="offline",

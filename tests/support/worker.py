@@ -10,7 +10,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
-LOG_DIR = settings.VAR_DIR / "test-logs"
+# One folder per test run (two runs side by side must not read each other's logs).
+LOG_DIR = settings.VAR_DIR / "test-logs" / f"run-{os.getpid()}"
 QUEUES = "polling,replies,scheduled,default"
 # Short polls and leases so stops, revivals and failures show within seconds.
 RUNTIME_SETTINGS = {
