@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "credentials",
     "conversations",
     "bots",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -186,6 +187,20 @@ AI_RETRY_BUDGET = env.float("AI_RETRY_BUDGET", default=20.0)  # seconds of retry
 AI_RATE_LIMIT_MAX_WAIT = env.float("AI_RATE_LIMIT_MAX_WAIT", default=5.0)
 AI_CIRCUIT_FAILURES = env.int("AI_CIRCUIT_FAILURES", default=5)  # consecutive, to open it
 AI_CIRCUIT_COOLDOWN = env.float("AI_CIRCUIT_COOLDOWN", default=30.0)  # seconds open before a probe
+
+# --- Dashboard and monitoring -------------------------------------------------
+# Clients that may scrape /metrics without a staff login: addresses or networks
+# ("10.0.0.0/8"). Checked against REMOTE_ADDR only (X-Forwarded-For can be forged);
+# behind a proxy, list the proxy's address.
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
+# Seconds each readiness check (database, Redis, a Celery worker) may take; the checks
+# run side by side, so /readyz answers within about this long even when one hangs.
+HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=1.0)
+# Counting live workers waits a whole ping timeout for replies: the dashboard reuses
+# the answer for this many seconds instead of paying that on every refresh.
+DASHBOARD_WORKERS_CACHE_SECONDS = env.int("DASHBOARD_WORKERS_CACHE_SECONDS", default=10)
+DASHBOARD_REFRESH_SECONDS = env.int("DASHBOARD_REFRESH_SECONDS", default=4)
+DASHBOARD_TASKS_PER_PAGE = env.int("DASHBOARD_TASKS_PER_PAGE", default=50)
 
 # --- Logging ----------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 admin.site.site_header = "Botfleet"
 admin.site.site_title = "Botfleet admin"
@@ -7,4 +7,5 @@ admin.site.index_title = "Bots, personas and AI credentials"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("dashboard.urls")),  # /dashboard/, /healthz, /readyz, /metrics
 ]
