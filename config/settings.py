@@ -4,6 +4,7 @@ Every variable is optional on a developer machine. With DEBUG off, SECRET_KEY an
 FIELD_ENCRYPTION_KEYS are required and start-up stops with a message naming them.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -39,6 +40,7 @@ INSTALLED_APPS = [
     "conversations",
     "bots",
     "dashboard",
+    "sandbox",
 ]
 
 MIDDLEWARE = [
@@ -83,8 +85,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
     }
     # A file, not ":memory:", so the Celery worker the end-to-end tests start in
-    # another process sees the same test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    # another process sees the same test database; one per test run, so two runs side
+    # by side do not share (and corrupt) one file.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -178,6 +181,11 @@ TELEGRAM_API_BASE_URL = env.str("TELEGRAM_API_BASE_URL", default="https://api.te
 TELEGRAM_POLL_TIMEOUT = env.int("TELEGRAM_POLL_TIMEOUT", default=20)
 # How late a poller may check in before the supervisor revives its bot.
 POLL_LEASE_GRACE = env.int("POLL_LEASE_GRACE", default=15)
+
+# --- Sandbox (the demo chat page with an emulated Telegram) ----------------
+SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=DEBUG)
+# The Telegram Bot API emulator bin/run starts (its control API and Bot API).
+SANDBOX_EMULATOR_URL = env.str("SANDBOX_EMULATOR_URL", default="http://127.0.0.1:8081")
 
 # --- AI providers ---------------------------------------------------------
 AI_REQUEST_TIMEOUT = env.float("AI_REQUEST_TIMEOUT", default=30.0)  # seconds per call
