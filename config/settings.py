@@ -187,6 +187,18 @@ SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=DEBUG)
 # The Telegram Bot API emulator bin/run starts (its control API and Bot API).
 SANDBOX_EMULATOR_URL = env.str("SANDBOX_EMULATOR_URL", default="http://127.0.0.1:8081")
 
+# --- Scheduled messages -------------------------------------------------------
+# Sending tasks per big broadcast. They share the bot's 30 messages/s, so a second one
+# only hides the other's round trips to Telegram and the database; more add contention.
+SCHEDULED_BROADCAST_LANES = env.int("SCHEDULED_BROADCAST_LANES", default=2)
+# How often beat looks for broadcasts whose worker died, to resume them.
+SCHEDULED_RESUME_INTERVAL = env.float("SCHEDULED_RESUME_INTERVAL", default=30.0)
+CELERY_BEAT_SCHEDULE["resume-scheduled-runs"] = {
+    "task": "conversations.tasks.scheduled_runs_resume",
+    "schedule": SCHEDULED_RESUME_INTERVAL,
+    "options": {"expires": SCHEDULED_RESUME_INTERVAL},
+}
+
 # --- AI providers ---------------------------------------------------------
 AI_REQUEST_TIMEOUT = env.float("AI_REQUEST_TIMEOUT", default=30.0)  # seconds per call
 AI_MAX_ATTEMPTS = env.int("AI_MAX_ATTEMPTS", default=4)  # first try + retries on 429/5xx/time-outs

@@ -1,6 +1,10 @@
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
+from timezone_field import TimeZoneField
 
 
 class Persona(models.Model):
@@ -159,6 +163,14 @@ class Message(models.Model):
     finish_reason = models.CharField(max_length=32, blank=True)
     error = models.TextField(blank=True)
     telegram_date = models.DateTimeField(null=True, blank=True)
+    scheduled = models.ForeignKey(
+        "ScheduledMessage", null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="messages", help_text="For a scheduled message we sent: its schedule.",
+    )
+    scheduled_run = models.ForeignKey(
+        "ScheduledRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages",
+        help_text="For a scheduled message we sent: the firing it belongs to.",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -173,8 +185,195 @@ class Message(models.Model):
                 name="unique_update_per_bot",
             ),
         ]
-        indexes = [models.Index(fields=["chat", "created_at"])]
+        indexes = [
+            models.Index(fields=["chat", "created_at"]),
+            # A broadcast looks up the parts it stored for one chat of one run.
+            models.Index(fields=["scheduled_run", "chat"], name="message_run_chat"),
+        ]
 
     def __str__(self) -> str:
         arrow = "←" if self.direction == self.Direction.IN else "→"
         return f"{arrow} {self.text[:60]}"
+
+
+# --- scheduled messages --------------------------------------------------------------
+
+SCHEDULED_TEXT_MAX_LENGTH = 4 * 4096  # sent as up to four Telegram messages
+
+
+class ScheduledMessage(models.Model):
+    """A message a bot sends on a schedule: once, or on a cron, fixed or AI-written.
+
+    Each one owns exactly one django-celery-beat PeriodicTask, kept in step by
+    conversations.scheduling.schedule_sync (beat fires it; the firing is claimed as a
+    ScheduledRun, so a duplicate firing sends nothing).
+    """
+
+    class Audience(models.TextChoices):
+        CHATS = "chats", "The chosen chats"
+        ALL = "all", "Every active chat of the bot"
+
+    class Content(models.TextChoices):
+        TEXT = "text", "Fixed text"
+        PROMPT = "prompt", "Written by the persona from a prompt (AI)"
+
+    class Kind(models.TextChoices):
+        ONCE = "once", "Once, at a date and time"
+        CRON = "cron", "Repeating (cron expression)"
+
+    name = models.CharField(max_length=100)
+    bot = models.ForeignKey("bots.Bot", on_delete=models.CASCADE, related_name="scheduled_messages")
+    audience = models.CharField(max_length=8, choices=Audience.choices, default=Audience.CHATS)
+    chats = models.ManyToManyField(
+        Chat, blank=True, related_name="scheduled_messages",
+        help_text="For “the chosen chats”: one or more chats of this bot.",
+    )
+    content = models.CharField(max_length=8, choices=Content.choices, default=Content.TEXT)
+    text = models.TextField(
+        help_text="The message (Markdown), or for an AI-written message the prompt the "
+        "persona writes it from at send time."
+    )
+    kind = models.CharField("schedule", max_length=8, choices=Kind.choices, default=Kind.ONCE)
+    run_at = models.DateTimeField("send at", null=True, blank=True, help_text="For “once”.")
+    cron = models.CharField(
+        "cron expression", max_length=120, blank=True,
+        help_text="For “repeating”: minute hour day-of-month month day-of-week, "
+        "e.g. “0 9 * * 1-5” for 09:00 on weekdays.",
+    )
+    timezone = TimeZoneField(
+        default="UTC", use_pytz=False, help_text="The cron expression is read in this time zone."
+    )
+    enabled = models.BooleanField(default=True)
+    start_at = models.DateTimeField(
+        null=True, blank=True, help_text="Optional: no sends before this time."
+    )
+    end_at = models.DateTimeField(null=True, blank=True, help_text="Optional: no sends after this time.")
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", null=True, blank=True, editable=False,
+        on_delete=models.SET_NULL, related_name="scheduled_message",
+    )
+    last_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_status = models.CharField(max_length=16, blank=True, editable=False)
+    last_result = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        verbose_name = "scheduled message"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from conversations.scheduling import cron_validate  # scheduling imports this module
+
+        errors: dict[str, list[str]] = {}
+        if self.kind == self.Kind.ONCE and self.run_at is None:
+            errors["run_at"] = ["Give the date and time to send at."]
+        if self.kind == self.Kind.CRON:
+            try:
+                cron_validate(expression=self.cron)
+            except ValidationError as error:
+                errors["cron"] = error.messages
+        if self.start_at and self.end_at and self.end_at <= self.start_at:
+            errors["end_at"] = ["The end must come after the start."]
+        if len(self.text) > SCHEDULED_TEXT_MAX_LENGTH:
+            errors["text"] = [f"At most {SCHEDULED_TEXT_MAX_LENGTH} characters."]
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def periodic_task_name(self) -> str:
+        # Stable and ours: renaming the message never orphans or duplicates its task.
+        return f"conversations.ScheduledMessage:{self.pk}"
+
+
+class ScheduledRun(models.Model):
+    """One firing of a scheduled message. Unique per (schedule, slot): whoever inserts
+    it owns the firing, so a second beat or a re-delivered task is a no-op."""
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule"
+        MANUAL = "manual", "Send now"
+
+    class State(models.TextChoices):
+        PREPARING = "preparing", "Preparing (writing the message, listing the chats)"
+        SENDING = "sending"
+        DONE = "done"
+        FAILED = "failed"
+
+    scheduled = models.ForeignKey(ScheduledMessage, on_delete=models.CASCADE, related_name="runs")
+    slot = models.DateTimeField(help_text="The time this firing is for.")
+    trigger = models.CharField(max_length=8, choices=Trigger.choices, default=Trigger.SCHEDULE)
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.PREPARING, db_index=True
+    )
+    lanes = models.PositiveSmallIntegerField(
+        default=1, help_text="How many sending tasks share the chats (they share the bot's limit)."
+    )
+    text = models.TextField(blank=True, help_text="What was sent: written once per run.")
+    ai_model = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+    total = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="A sending task must check in by this time, or the "
+        "run is resumed."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-slot", "-id"]
+        verbose_name = "scheduled run"
+        constraints = [
+            models.UniqueConstraint(fields=["scheduled", "slot"], name="one_run_per_schedule_slot"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scheduled} @ {self.slot:%Y-%m-%d %H:%M:%S}"
+
+
+class Delivery(models.Model):
+    """One target chat of one run. PENDING --claim--> SENDING --> SENT | FAILED;
+    SKIPPED when the chat was inactive. A SENDING row whose worker died is never sent
+    again (Telegram may have it), only marked failed: at most once."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        SENT = "sent"
+        FAILED = "failed"
+        SKIPPED = "skipped"
+
+    run = models.ForeignKey(ScheduledRun, on_delete=models.CASCADE, related_name="deliveries")
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="deliveries")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    telegram_message_id = models.BigIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["run", "chat"], name="one_delivery_per_run_chat"),
+        ]
+        indexes = [models.Index(fields=["run", "state"], name="delivery_run_state")]
+
+    def __str__(self) -> str:
+        return f"{self.run} → {self.chat} [{self.state}]"
+
+
+@receiver(post_delete, sender=ScheduledMessage)
+def _periodic_task_remove(sender: type, instance: ScheduledMessage, **kwargs: object) -> None:
+    # A signal, not only the admin's delete: a deleted bot cascades to its scheduled
+    # messages, and their PeriodicTasks must go with them or beat keeps firing.
+    from conversations.scheduling import periodic_task_remove
+
+    periodic_task_remove(scheduled=instance)

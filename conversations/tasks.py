@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from conversations import replies
+from conversations import broadcasts, replies
 
 
 @shared_task(name="conversations.tasks.reply_to_message")
@@ -12,3 +12,40 @@ def reply_to_message(message_id: int) -> None:
         # A new message rather than self.retry(): waits for rate limits are not
         # failures and must not count against a retry budget.
         reply_to_message.apply_async((message_id,), countdown=outcome.retry_in)
+
+
+# --- scheduled messages (queue "scheduled", by the scheduled_* route) ----------------
+
+
+@shared_task(name="conversations.tasks.scheduled_message_fire")
+def scheduled_message_fire(scheduled_id: int) -> None:
+    """What beat runs for each ScheduledMessage's PeriodicTask."""
+    run = broadcasts.scheduled_fire(scheduled_id=scheduled_id)
+    if run is not None:
+        scheduled_run_start(run.pk)
+
+
+@shared_task(name="conversations.tasks.scheduled_run_start")
+def scheduled_run_start(run_id: int) -> None:
+    run = broadcasts.run_prepare(run_id=run_id)
+    if run is not None:
+        for lane in range(run.lanes):
+            scheduled_run_send.delay(run.pk, lane)
+
+
+@shared_task(name="conversations.tasks.scheduled_run_send")
+def scheduled_run_send(run_id: int, lane: int) -> None:
+    outcome = broadcasts.run_lane_send(run_id=run_id, lane=lane)
+    if outcome.retry_in is not None:
+        # A new message rather than self.retry(): more to send and rate-limit waits
+        # are not failures, and a fresh task lets other work have the thread.
+        scheduled_run_send.apply_async((run_id, lane), countdown=outcome.retry_in or None)
+
+
+@shared_task(name="conversations.tasks.scheduled_runs_resume")
+def scheduled_runs_resume() -> None:
+    found = broadcasts.runs_resume()
+    for run_id in found.prepare:
+        scheduled_run_start.delay(run_id)
+    for run_id, lane in found.lanes:
+        scheduled_run_send.delay(run_id, lane)
