@@ -230,8 +230,9 @@ def test_it_survives_a_killed_worker_mid_broadcast(celery_worker, telegram_api, 
     telegram_api.wait_for_sent(token, 10, timeout=30)
     celery_worker.kill()
     halfway = len(telegram_api.sent_messages(token))
-    replacement = WorkerProcess().start()
+    replacement = WorkerProcess()
     try:
+        replacement.start()  # inside the try: a worker that starts but never gets ready is stopped too
         found = broadcasts.runs_resume(now=timezone.now() + timedelta(minutes=10))
         for run_id, lane in found.lanes:
             scheduled_run_send.delay(run_id, lane)
