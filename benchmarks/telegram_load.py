@@ -1,0 +1,213 @@
+"""Load benchmark: Botfleet's real workers against the Telegram emulator on loopback.
+
+    python -m benchmarks.telegram_load [--scenario burst|paced|idle|recovery|all]
+        [--bots N] [--messages M] [--rate R] [--duration S] [--workers K]
+        [--concurrency C] [--baseline/--no-baseline] [--quick] [--json FILE]
+
+Sets up everything itself (a temporary SQLite database or DATABASE_URL, an embedded
+Redis or REDIS_URL, the emulator, K Celery workers and celery-beat), prints a progress
+line about every second on stderr and a report on stdout, and stops every process it
+started, also on Ctrl-C. See benchmarks/README.md for what each figure means.
+"""
+
+import argparse
+import json
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+ORDER = ["burst", "paced", "idle", "recovery"]
+
+# Per scenario: the issue's sizes, and the --quick smoke-test sizes.
+FULL: dict[str, dict[str, float]] = {
+    "burst": {"bots": 100, "messages": 2000},
+    "paced": {"bots": 10, "rate": 50, "duration": 20},
+    "idle": {"bots": 1000, "duration": 60},
+    "recovery": {"bots": 20, "messages": 20},
+}
+QUICK: dict[str, dict[str, float]] = {
+    "burst": {"bots": 10, "messages": 100},
+    "paced": {"bots": 5, "rate": 20, "duration": 5},
+    "idle": {"bots": 100, "duration": 20},
+    "recovery": {"bots": 5, "messages": 5},
+}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.telegram_load",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--scenario", choices=[*ORDER, "all"], default="all")
+    parser.add_argument("--bots", type=int, help="bots per scenario (default: the scenario's own)")
+    parser.add_argument(
+        "--messages", type=int, help="burst: messages; recovery: messages sent during the outage"
+    )
+    parser.add_argument("--rate", type=float, help="paced: messages per second (default 50)")
+    parser.add_argument(
+        "--duration", type=float, help="paced: seconds of load (20); idle: idle seconds (60)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="Celery worker processes (default 2)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=32, help="threads per worker (default 32)"
+    )
+    parser.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run burst/paced through plain python-telegram-bot (default on)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke-test sizes (10-bot burst of 100, 5 s paced, 100 idle bots for 20 s, 5-bot recovery)",
+    )
+    parser.add_argument("--json", type=Path, help="also save every figure to this JSON file")
+    parser.add_argument(
+        "--supervisor",
+        choices=["beat", "driver"],
+        default="beat",
+        help="run the supervisor in a real celery-beat (default) or call it from the driver",
+    )
+    parser.add_argument(
+        "--drain", type=float, help="seconds to wait for the last replies (default 60; --quick 30)"
+    )
+    parser.add_argument(
+        "--outage", type=float, default=5.0, help="recovery: seconds with no worker (default 5)"
+    )
+    parser.add_argument(
+        "--start-threads", type=int, default=16, help="threads pressing Start at once (default 16)"
+    )
+    parser.add_argument(
+        "--worker-loglevel",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING"],
+        help="workers' log level; INFO logs each task and its run time (default WARNING)",
+    )
+    parser.add_argument(
+        "--profile-workers",
+        action="store_true",
+        help="sample the workers' thread stacks into the logs directory (implies --keep-files)",
+    )
+    parser.add_argument(
+        "--keep-files", action="store_true", help="keep the logs and database (path printed)"
+    )
+    args = parser.parse_args(argv)
+    args.keep_files = args.keep_files or args.profile_workers
+    for name in ("bots", "messages", "rate", "duration", "workers", "concurrency", "start_threads"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    return args
+
+
+def params_for(name: str, args: argparse.Namespace) -> Any:
+    from benchmarks.scenarios import Params
+
+    sizes = (QUICK if args.quick else FULL)[name]
+
+    def pick(key: str, default: float) -> float:
+        given = getattr(args, key)
+        return given if given is not None else sizes.get(key, default)
+
+    return Params(
+        bots=int(pick("bots", 10)),
+        messages=int(pick("messages", 20)),
+        rate=pick("rate", 50),
+        duration=pick("duration", 20),
+        workers=args.workers,
+        concurrency=args.concurrency,
+        baseline=args.baseline and name in ("burst", "paced"),
+        drain_s=args.drain or (30.0 if args.quick else 60.0),
+        outage_s=args.outage,
+        recovery_timeout_s=90.0 if args.quick else 120.0,
+        start_threads=args.start_threads,
+        supervisor=args.supervisor,
+        worker_loglevel=args.worker_loglevel,
+        profile_workers=args.profile_workers,
+    )
+
+
+class Interrupted(BaseException):
+    """SIGTERM: handled like Ctrl-C (stop everything, report what was measured). A
+    BaseException, so no `except Exception` on the way swallows it."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # An exception, so the `finally` blocks stop every child process. Further SIGTERMs
+    # are ignored so they cannot cut that clean-up short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Interrupted()
+
+
+def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str], bool]:
+    from benchmarks.report import progress
+    from benchmarks.stack import Stack
+    from benchmarks.traffic import UserIds
+
+    names = ORDER if args.scenario == "all" else [args.scenario]
+    stack, results, interrupted = Stack(keep_files=args.keep_files), {}, False
+    began = time.monotonic()
+    try:
+        progress("setting up: database, Redis, migrations", force=True)
+        stack.open()
+        from benchmarks.scenarios import SCENARIOS, Context
+
+        ctx = Context(stack=stack, users=UserIds())
+        for name in names:
+            progress(f"=== {name} ===", force=True)
+            try:
+                results[name] = SCENARIOS[name](ctx, params_for(name, args))
+            except Exception as error:  # one broken scenario must not hide the others' figures
+                traceback.print_exc()
+                results[name] = {"error": f"{type(error).__name__}: {error}"}
+    except (KeyboardInterrupt, Interrupted):
+        interrupted = True
+        progress("interrupted: stopping everything", force=True)
+    finally:
+        stack.close()
+    return results, _header(args, stack, time.monotonic() - began), interrupted
+
+
+def _header(args: argparse.Namespace, stack: Any, seconds: float) -> list[str]:
+    import platform
+
+    import psutil
+
+    return [
+        f"  {time.strftime('%Y-%m-%d %H:%M:%S')}, {platform.node()}, {psutil.cpu_count()} cores, "
+        f"{round(psutil.virtual_memory().total / 2**30, 1)} GiB, Python {platform.python_version()}",
+        f"  {stack.description}; "
+        f"{args.workers} worker(s) x {args.concurrency} threads; supervisor: {args.supervisor}; "
+        f"{'--quick smoke sizes' if args.quick else 'full sizes'}; run took {seconds:.0f} s",
+        "  Percentiles are from one run; each figure says how many samples it rests on.",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    results, header, interrupted = run(args)
+    from benchmarks.summary import render
+
+    if interrupted:
+        header.append("  INTERRUPTED: only the scenarios below finished.")
+    print(render(results, header))
+    if args.json:
+        args.json.write_text(
+            json.dumps({"header": header, "results": results}, indent=2, default=str)
+        )
+    if interrupted:
+        return 130
+    return 1 if any("error" in figures for figures in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
