@@ -24,7 +24,7 @@ from functools import partial
 
 import telegram as ptb
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -121,15 +121,18 @@ def cycle_finish(lease: Lease, future: "Future[Sequence[ptb.Update]]") -> None:
 def _poll_succeeded(lease: Lease, updates: Sequence[ptb.Update]) -> None:
     task = BotTask.objects.select_related("bot").get(pk=lease.task_id)
     stored = ingest.updates_store(bot=task.bot, task=task, updates=updates)
-    if updates and _still_ours(lease):
-        # After storing, never before: an update Telegram forgets is one we have.
-        Bot.objects.filter(pk=task.bot_id).update(update_offset=updates[-1].update_id + 1)
+    with transaction.atomic():
+        next_token = _lease_pass(lease, countdown=0, failures=0)
+        if updates and next_token:
+            # After storing, never before: an update Telegram forgets is one we have.
+            Bot.objects.filter(pk=task.bot_id).update(update_offset=updates[-1].update_id + 1)
+        if stored.new_messages:
+            BotTask.objects.filter(pk=lease.task_id).update(
+                messages_processed=F("messages_processed") + len(stored.new_messages)
+            )
     _replies_enqueue([m.pk for m in stored.to_answer])
-    if stored.new_messages:
-        BotTask.objects.filter(pk=lease.task_id).update(
-            messages_processed=F("messages_processed") + len(stored.new_messages)
-        )
-    _hand_over(lease, countdown=0, failures=0)
+    if next_token:
+        cycle_enqueue(task_id=lease.task_id, token=next_token)
 
 
 def _poll_failed(lease: Lease, failure: telegram.TelegramFailure) -> None:
@@ -161,19 +164,26 @@ def _still_ours(lease: Lease) -> bool:
     ).exists()
 
 
-def _hand_over(lease: Lease, *, countdown: float, failures: int) -> bool:
-    """Pass the lease to the next cycle (only if it is still ours) and enqueue it."""
+def _lease_pass(lease: Lease, *, countdown: float, failures: int) -> str | None:
+    """Give the lease a new token for the next cycle, only if it is still ours.
+    Returns that token, or None when the task was stopped or revived meanwhile."""
     now, next_token = timezone.now(), uuid.uuid4().hex
-    handed = BotTask.objects.filter(
+    passed = BotTask.objects.filter(
         pk=lease.task_id, status=BotTask.Status.RUNNING, poll_token=lease.token
     ).update(
         poll_token=next_token, poll_claimed_at=None, last_run_at=now,
         lease_expires_at=now + timedelta(seconds=countdown + settings.POLL_LEASE_GRACE),
         consecutive_failures=failures,
     )
-    if handed:
+    return next_token if passed else None
+
+
+def _hand_over(lease: Lease, *, countdown: float, failures: int) -> bool:
+    """Pass the lease to the next cycle and enqueue it."""
+    next_token = _lease_pass(lease, countdown=countdown, failures=failures)
+    if next_token:
         cycle_enqueue(task_id=lease.task_id, token=next_token, countdown=countdown)
-    return bool(handed)
+    return next_token is not None
 
 
 def _replies_enqueue(message_ids: list[int]) -> None:

@@ -8,6 +8,7 @@ description, redacted, so no token can leak through an error shown to a user.
 
 import contextlib
 import datetime as dt
+import os
 import ssl
 import threading
 from collections import OrderedDict
@@ -25,6 +26,10 @@ from credentials.redaction import redact
 
 if TYPE_CHECKING:
     from bots.models import Bot as BotRow
+
+# python-telegram-bot 22 warns that RetryAfter.retry_after becomes a timedelta; the
+# translation below handles both, so take the future behaviour now.
+os.environ.setdefault("PTB_TIMEDELTA", "true")
 
 MAX_CACHED_CLIENTS = 4096
 SEND_TIMEOUT = 15.0  # seconds for one sendMessage round trip

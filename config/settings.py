@@ -88,9 +88,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # another process sees the same test database; one per test run, so two runs side
     # by side do not share (and corrupt) one file.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
-else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Keep connections across requests and Celery tasks: every poll cycle and reply is a
+# task, and reconnecting (plus SQLite's PRAGMAs) for each would cost more than the work.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -7,11 +7,15 @@ from credentials.providers import ChatTurn, GenerationRequest
 HISTORY_CHAR_BUDGET = 12_000  # keeps requests small and fast; oldest turns go first
 
 
-def generation_request(*, message: Message, persona: Persona) -> GenerationRequest:
+def generation_request(
+    *, message: Message, persona: Persona, with_history: bool = True
+) -> GenerationRequest:
+    """`with_history=False` for providers that never read it (the offline one): the
+    history query is the costliest part of building a request."""
     return GenerationRequest(
         instructions=_instructions(message, persona),
         message=_turn(message),
-        history=_history(message, persona.history_limit),
+        history=_history(message, persona.history_limit) if with_history else [],
         temperature=persona.temperature,
         max_output_tokens=persona.max_output_tokens,
     )

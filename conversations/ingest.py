@@ -37,19 +37,24 @@ def updates_store(*, bot: Bot, task: BotTask, updates: Sequence[telegram.Update]
         Message.objects.filter(bot=bot, update_id__in=[u.update_id for u in updates])
         .values_list("update_id", flat=True)
     )
-    new_messages, to_answer = [], []
-    for update in updates:
-        if update.update_id in known:
-            continue
-        stored = _update_store(bot, task, update)
-        if stored is not None:
-            new_messages.append(stored)
-            if stored.reply_state == Message.ReplyState.PENDING:
-                to_answer.append(stored)
+    fresh = [u for u in updates if u.update_id not in known]
+    # One transaction for the batch: a burst of a hundred updates takes the database's
+    # write lock once, not a hundred times. Only if an overlapping poller stored one of
+    # them meanwhile is the batch redone with a savepoint per update.
+    try:
+        with transaction.atomic():
+            stored = [_update_store(bot, task, u, savepoint=False) for u in fresh]
+    except IntegrityError:
+        with transaction.atomic():
+            stored = [_update_store(bot, task, u, savepoint=True) for u in fresh]
+    new_messages = [m for m in stored if m is not None]
+    to_answer = [m for m in new_messages if m.reply_state == Message.ReplyState.PENDING]
     return StoredUpdates(new_messages, to_answer)
 
 
-def _update_store(bot: Bot, task: BotTask, update: telegram.Update) -> Message | None:
+def _update_store(
+    bot: Bot, task: BotTask, update: telegram.Update, *, savepoint: bool
+) -> Message | None:
     message = update.message or update.edited_message
     if message is None:
         log.info("bot %s: skipped update %s of an unhandled kind", bot.pk, update.update_id)
@@ -57,7 +62,7 @@ def _update_store(bot: Bot, task: BotTask, update: telegram.Update) -> Message |
     kind = message_kind(message, edited=update.edited_message is not None)
     answer = decisions.reply_wanted(task=task, bot=bot, message=message, kind=kind)
     try:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=savepoint):
             return Message.objects.create(
                 bot=bot,
                 chat=chat_upsert(bot, message.chat),
@@ -74,6 +79,8 @@ def _update_store(bot: Bot, task: BotTask, update: telegram.Update) -> Message |
                 telegram_date=message.edit_date or message.date,
             )
     except IntegrityError:
+        if not savepoint:
+            raise  # the transaction is spoilt: the batch is redone with savepoints
         return None  # stored meanwhile by an overlapping poller
 
 
@@ -116,14 +123,15 @@ def chat_upsert(bot: Bot, chat: telegram.Chat) -> Chat:
 
 
 def user_upsert(user: telegram.User) -> TelegramUser:
-    row, _ = TelegramUser.objects.update_or_create(
-        telegram_id=user.id,
-        defaults={
-            "first_name": user.first_name or "",
-            "last_name": user.last_name or "",
-            "username": user.username or "",
-            "is_bot": user.is_bot,
-            "language_code": user.language_code or "",
-        },
-    )
+    fields = {
+        "first_name": user.first_name or "",
+        "last_name": user.last_name or "",
+        "username": user.username or "",
+        "is_bot": user.is_bot,
+        "language_code": user.language_code or "",
+    }
+    row, created = TelegramUser.objects.get_or_create(telegram_id=user.id, defaults=fields)
+    if not created and any(getattr(row, name) != value for name, value in fields.items()):
+        # Write only when the person changed their name: most messages change nothing.
+        TelegramUser.objects.filter(pk=row.pk).update(**fields)
     return row

@@ -67,11 +67,13 @@ def reply_process(*, message_id: int) -> ReplyOutcome:
 
 
 def _deliver(message: Message, task: BotTask) -> ReplyOutcome:
+    # Three write transactions for a one-part reply (claim, parts stored, sent and
+    # closed): on SQLite every one waits for the single writer lock.
     try:
         endpoint = telegram.BotEndpoint.of(message.bot)
-        parts = _unsent_parts(message) or _parts_create(message, task, endpoint)
+        parts = list(message.replies.order_by("id")) or _parts_create(message, task, endpoint)
         _state_move(message.pk, Message.ReplyState.GENERATING, Message.ReplyState.SENDING)
-        _parts_send(message, endpoint, parts)
+        _parts_send(message, task, endpoint, parts)
     except ratelimit.SlotUnavailable as wait:
         return _defer(message, wait.wait)
     except telegram.FloodWait as flood:
@@ -86,8 +88,6 @@ def _deliver(message: Message, task: BotTask) -> ReplyOutcome:
         _close(message, Message.ReplyState.FAILED, str(failure))
         task_error_record(task_id=task.pk, error=f"Reply failed: {failure}")
         return ReplyOutcome()
-    _close(message, Message.ReplyState.REPLIED)
-    BotTask.objects.filter(pk=task.pk).update(replies_sent=F("replies_sent") + 1)
     return ReplyOutcome()
 
 
@@ -96,15 +96,18 @@ def _parts_create(message: Message, task: BotTask, endpoint: telegram.BotEndpoin
     parts = sending.reply_parts(composition.text, max_length=task.max_response_length)
     if not parts:  # never send an empty message
         parts = sending.reply_parts(_persona(message).fallback_reply, max_length=task.max_response_length)
+    rows = [
+        Message(
+            bot=message.bot, chat=message.chat, direction=Message.Direction.OUT,
+            text=part.text, entities=[e.to_dict() for e in part.entities], reply_to=message,
+            **(_ai_fields(composition) if index == 0 else {}),
+        )
+        for index, part in enumerate(parts)
+    ]
     with transaction.atomic():
-        rows = [
-            Message.objects.create(
-                bot=message.bot, chat=message.chat, direction=Message.Direction.OUT,
-                text=part.text, entities=[e.to_dict() for e in part.entities], reply_to=message,
-                **(_ai_fields(composition) if index == 0 else {}),
-            )
-            for index, part in enumerate(parts)
-        ]
+        for row in rows:  # one by one: bulk_create returns no ids on SQLite < 3.35 backends
+            row.save(force_insert=True)
+        _state_move(message.pk, Message.ReplyState.GENERATING, Message.ReplyState.SENDING)
     return rows
 
 
@@ -116,15 +119,15 @@ def _ai_fields(composition: Composition) -> dict[str, object]:
     }
 
 
-def _unsent_parts(message: Message) -> list[Message]:
-    return list(message.replies.filter(telegram_message_id__isnull=True).order_by("id"))
-
-
-def _parts_send(message: Message, endpoint: telegram.BotEndpoint, parts: list[Message]) -> None:
+def _parts_send(
+    message: Message, task: BotTask, endpoint: telegram.BotEndpoint, parts: list[Message]
+) -> None:
+    """Send the parts Telegram has not accepted yet; the last one closes the reply."""
     # In groups the first part quotes the question, so people see whom the bot answers.
     quote = message.telegram_message_id if message.chat.is_group else None
-    already_sent = message.replies.filter(telegram_message_id__isnull=False).exists()
-    for part in parts:
+    already_sent = any(part.telegram_message_id for part in parts)
+    unsent = [part for part in parts if part.telegram_message_id is None]
+    for index, part in enumerate(unsent):
         telegram_id = sending.part_send(
             endpoint=endpoint,
             chat_id=message.chat.telegram_id,
@@ -132,10 +135,15 @@ def _parts_send(message: Message, endpoint: telegram.BotEndpoint, parts: list[Me
             part=FormattedText(part.text, _entities(part)),
             reply_to_message_id=None if already_sent else quote,
         )
-        Message.objects.filter(pk=part.pk).update(
-            telegram_message_id=telegram_id, telegram_date=timezone.now(), updated_at=timezone.now()
-        )
         already_sent = True
+        now = timezone.now()
+        with transaction.atomic():
+            Message.objects.filter(pk=part.pk).update(
+                telegram_message_id=telegram_id, telegram_date=now, updated_at=now
+            )
+            if index == len(unsent) - 1:
+                _close(message, Message.ReplyState.REPLIED)
+                BotTask.objects.filter(pk=task.pk).update(replies_sent=F("replies_sent") + 1)
 
 
 def _entities(part: Message) -> list[MessageEntity]:
@@ -148,13 +156,13 @@ def reply_compose(*, message: Message, task: BotTask, endpoint: telegram.BotEndp
     if fixed is not None:
         return Composition(text=fixed)
     credential = message.bot.credential if task.use_ai else None
-    if credential is not None and credential.provider != credential.Provider.OFFLINE:
+    remote = credential is not None and credential.provider != credential.Provider.OFFLINE
+    if remote:
         # Worth a request only when the answer takes a while: an offline one is instant.
         _typing(endpoint, message.chat.telegram_id)
+    request = context.generation_request(message=message, persona=persona, with_history=remote)
     try:
-        result = reply_generate(
-            credential=credential, request=context.generation_request(message=message, persona=persona)
-        )
+        result = reply_generate(credential=credential, request=request)
     except ProviderError as failure:
         return Composition(text=persona.fallback_reply, error=str(failure))
     if not result.text.strip():

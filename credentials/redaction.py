@@ -8,6 +8,7 @@ record is born: the log record factory.
 
 import logging
 import re
+import threading
 
 # A Telegram bot token is "<bot id>:<35 url-safe chars>"; Google API keys start "AIza".
 SECRET_PATTERNS = [
@@ -19,24 +20,44 @@ REDACTED = "[REDACTED]"
 MIN_REGISTERED_LENGTH = 8  # shorter values would redact ordinary words
 
 _installed = False
+_lock = threading.Lock()
 _known_secrets: set[str] = set()
 _known_pattern: re.Pattern[str] | None = None
+_known_pattern_stale = False
 
 
 def register_secret(value: str) -> None:
-    """Redact this exact value too (keys of custom providers match no pattern)."""
-    global _known_pattern
+    """Redact this exact value too: keys of custom providers match no pattern.
+
+    Called on every decryption, so it must be cheap: values the patterns already
+    catch (every bot token) are not kept, and the combined pattern is rebuilt lazily,
+    once per change, not once per call (a thousand bots would make that quadratic).
+    """
+    global _known_pattern_stale
     if len(value) < MIN_REGISTERED_LENGTH or value in _known_secrets:
         return
-    _known_secrets.add(value)
-    # Longest first, so a secret that contains another is replaced whole.
-    alternatives = sorted(_known_secrets, key=len, reverse=True)
-    _known_pattern = re.compile("|".join(re.escape(v) for v in alternatives))
+    if any(pattern.fullmatch(value) for pattern in SECRET_PATTERNS):
+        return
+    with _lock:
+        _known_secrets.add(value)
+        _known_pattern_stale = True
+
+
+def _known_secrets_pattern() -> re.Pattern[str] | None:
+    global _known_pattern, _known_pattern_stale
+    if _known_pattern_stale:
+        with _lock:
+            # Longest first, so a secret that contains another is replaced whole.
+            alternatives = sorted(_known_secrets, key=len, reverse=True)
+            _known_pattern = re.compile("|".join(re.escape(v) for v in alternatives))
+            _known_pattern_stale = False
+    return _known_pattern
 
 
 def redact(text: str) -> str:
-    if _known_pattern is not None:
-        text = _known_pattern.sub(REDACTED, text)
+    known = _known_secrets_pattern()
+    if known is not None:
+        text = known.sub(REDACTED, text)
     for pattern in SECRET_PATTERNS:
         text = pattern.sub(REDACTED, text)
     return text

@@ -149,3 +149,22 @@ def test_it_stores_a_redelivered_update_once(telegram_api, known_bot) -> None:  
     assert store(known_bot, update) is None
     assert Message.objects.count() == 1
     assert Chat.objects.get().type == "private"
+
+
+def test_it_stores_a_batch_where_another_poller_got_one_update_first(telegram_api, known_bot) -> None:  # type: ignore[no-untyped-def]
+    token = known_bot.token.reveal()
+    first = telegram_api.send_private_message(token, "one")
+    second = telegram_api.send_private_message(token, "two")
+    task = make_task(known_bot)
+    updates = [telegram.Update.de_json(u, None) for u in (first, second)]
+    updates_store(bot=known_bot, task=task, updates=updates[1:])  # the other poller's
+
+    # Pretend the pre-check missed it (a race): the batch meets the unique constraint.
+    from unittest import mock
+
+    with mock.patch.object(Message.objects, "filter", wraps=Message.objects.filter) as spy:
+        spy.return_value.values_list.return_value = []
+        result = updates_store(bot=known_bot, task=task, updates=updates)
+
+    assert [m.text for m in result.new_messages] == ["one"]
+    assert Message.objects.filter(bot=known_bot).count() == 2

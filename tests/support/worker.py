@@ -55,7 +55,11 @@ class WorkerProcess:
         ]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
-        self.wait_ready(timeout)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.kill()  # a worker that never got ready must not outlive the test
+            raise
         return self
 
     def wait_ready(self, timeout: float) -> None:
