@@ -1,7 +1,7 @@
 """One AI reply, made resilient, the same way for every provider:
 
 - a per-credential requests-per-minute limit shared by all workers (Redis window);
-- a circuit breaker per credential shared by all workers (pybreaker, Redis state):
+- a circuit breaker per credential shared by all workers (credentials/circuit.py):
   after repeated outage-type failures it opens and calls fail in milliseconds until
   the cool-down, then one probe decides;
 - retries with exponential backoff and jitter on 429/5xx/time-outs, honouring
@@ -11,9 +11,6 @@
 The caller sends the persona's fallback reply when this raises ProviderError.
 """
 
-import threading
-
-import pybreaker
 from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
@@ -27,12 +24,10 @@ from tenacity import (
 )
 
 from config.ratelimit import SlotUnavailable, Window, slot_acquire
-from config.redis import redis_client
+from credentials.circuit import Circuit, CircuitOpen
 from credentials.models import AICredential
 from credentials.providers import GenerationRequest, GenerationResult, ProviderError, provider_for
 
-_breakers: dict[tuple[int, int, float], pybreaker.CircuitBreaker] = {}
-_breakers_lock = threading.Lock()
 _backoff = wait_exponential_jitter(initial=0.5, max=8, jitter=0.5)
 
 
@@ -58,6 +53,15 @@ def reply_generate(*, credential: AICredential | None, request: GenerationReques
 
 
 def _attempt(provider, credential: AICredential, request: GenerationRequest) -> GenerationResult:  # type: ignore[no-untyped-def]
+    circuit = circuit_for(credential)
+    try:
+        probing = circuit.before_call()  # first: an open circuit spends no rate-limit slot
+    except CircuitOpen:
+        raise ProviderError(
+            ProviderError.CIRCUIT_OPEN,
+            f"Skipped the AI: recent calls with “{credential.name}” failed; it is tried again "
+            f"after a {settings.AI_CIRCUIT_COOLDOWN:g} s cool-down.",
+        ) from None
     try:
         slot_acquire(
             windows=[Window(f"botfleet:ai-rate:{credential.pk}", credential.requests_per_minute, 60_000)],
@@ -65,19 +69,23 @@ def _attempt(provider, credential: AICredential, request: GenerationRequest) -> 
             max_wait=settings.AI_RATE_LIMIT_MAX_WAIT,
         )
     except SlotUnavailable as busy:
+        if probing:
+            circuit.probe_abandon()
         raise ProviderError(
             ProviderError.RATE_LIMITED,
             f"Over this credential's limit of {credential.requests_per_minute} requests per "
             f"minute (next slot in {busy.wait:.0f} s).",
         ) from None
     try:
-        return breaker_for(credential).call(provider.generate, request)
-    except pybreaker.CircuitBreakerError:
-        raise ProviderError(
-            ProviderError.CIRCUIT_OPEN,
-            f"Skipped the AI: recent calls with “{credential.name}” failed; it is tried again "
-            f"after a {settings.AI_CIRCUIT_COOLDOWN:g} s cool-down.",
-        ) from None
+        result = provider.generate(request)
+    except ProviderError as failure:
+        if failure.kind in ProviderError.OUTAGE:  # a blocked prompt says nothing of health
+            circuit.record_failure()
+        elif probing:
+            circuit.probe_abandon()
+        raise
+    circuit.record_success()
+    return result
 
 
 def _wait(state: RetryCallState) -> float:
@@ -87,29 +95,13 @@ def _wait(state: RetryCallState) -> float:
     return _backoff(state)
 
 
-def _counts_as_healthy(error: BaseException) -> bool:
-    """pybreaker 'exclude' hook: only outage-type failures count towards opening."""
-    return not (isinstance(error, ProviderError) and error.kind in ProviderError.OUTAGE)
-
-
-def breaker_for(credential: AICredential) -> pybreaker.CircuitBreaker:
-    # Keyed by the settings too: a changed threshold or cool-down takes effect.
-    key = (credential.pk, settings.AI_CIRCUIT_FAILURES, settings.AI_CIRCUIT_COOLDOWN)
-    with _breakers_lock:
-        breaker = _breakers.get(key)
-        if breaker is None:
-            storage = pybreaker.CircuitRedisStorage(
-                pybreaker.STATE_CLOSED, redis_client(), namespace=f"botfleet:breaker:{credential.pk}"
-            )
-            breaker = _breakers[key] = pybreaker.CircuitBreaker(
-                fail_max=settings.AI_CIRCUIT_FAILURES,
-                reset_timeout=settings.AI_CIRCUIT_COOLDOWN,
-                exclude=[_counts_as_healthy],
-                state_storage=storage,
-                name=f"credential-{credential.pk}",
-                throw_new_error_on_trip=False,  # the tripping call reports the real error
-            )
-        return breaker
+def circuit_for(credential: AICredential) -> Circuit:
+    return Circuit(
+        name=f"credential:{credential.pk}",
+        fail_max=settings.AI_CIRCUIT_FAILURES,
+        cooldown=settings.AI_CIRCUIT_COOLDOWN,
+        probe_timeout=settings.AI_REQUEST_TIMEOUT + 5,
+    )
 
 
 def usage_record(*, credential: AICredential, error: str = "") -> None:

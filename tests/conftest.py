@@ -32,9 +32,8 @@ def _fresh_rate_limits() -> Iterator[None]:
     """Rate-limit windows and flood blocks are keyed by bot id, which a new test
     database reuses: start every test with none."""
     client = redis.Redis.from_url(settings.REDIS_URL)
-    for pattern in ("botfleet:*", "pybreaker:*"):
-        for key in client.scan_iter(pattern):
-            client.delete(key)
+    for key in client.scan_iter("botfleet:*"):
+        client.delete(key)
     yield
 
 

@@ -261,3 +261,24 @@ def test_the_admin_action_checks_selected_credentials(admin_client, gemini_crede
 
     assert "Gemini (emulated): OK: gemini-2.5-flash answered" in page.content.decode()
     assert GEMINI_TEST_KEY not in page.content.decode()
+
+
+def test_ai_calls_of_one_credential_run_side_by_side(gemini_credential, gemini_api) -> None:  # type: ignore[no-untyped-def]
+    # Each AI call holds a worker thread for the provider's latency; calls of one
+    # credential must overlap, or a worker answers one chat at a time.
+    gemini_api.set_latency(1.0)
+    credential = AICredential.objects.get(pk=gemini_credential.pk)
+    request = GenerationRequest(instructions="x", message=ChatTurn(role="user", text="hi"))
+    threads = [threading.Thread(target=reply_generate, kwargs={"credential": credential, "request": request})
+               for _ in range(4)]
+
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    gemini_api.set_latency(0)
+
+    assert len(gemini_api.requests()) == 4
+    assert elapsed < 2.0, f"4 calls of 1 s took {elapsed:.1f} s: they ran one at a time"
