@@ -1,0 +1,601 @@
+"""AI load benchmark: Botfleet's real workers answering with Gemini (the Gemini
+emulator, in a process of its own, with a set latency) through the Telegram emulator.
+
+    python -m benchmarks.ai_load [--scenario throughput|ratelimit|all] [--quick]
+        [--workers K] [--concurrency C] [--json FILE]
+
+throughput: 200 chats (10 bots x 20 users), each user writing again as soon as the
+    previous reply came, for 60 s, Gemini answering in 2 s: AI replies/s (at most
+    chats / latency = 100), fallback replies, latency, Gemini requests.
+ratelimit: one credential limited to 600 requests/minute offered twice that (20
+    messages/s from distinct users for 90 s), Gemini answering in 0.2 s: the most
+    requests Gemini saw in any 60 s (at most 600), the share answered (AI or fallback)
+    within 10 s (at least 99%), AI answers vs fallbacks.
+
+Sets up everything itself (temporary SQLite or DATABASE_URL, embedded Redis or
+REDIS_URL, both emulators, K Celery workers with C threads each, celery-beat), prints
+progress on stderr and the report on stdout, and stops every process it started, also
+on Ctrl-C and SIGTERM. See benchmarks/README.md ("AI mode").
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+ORDER = ["throughput", "ratelimit"]
+FULL: dict[str, dict[str, float]] = {
+    "throughput": {"bots": 10, "users": 20, "duration": 60, "latency": 2.0, "rpm": 100_000},
+    "ratelimit": {"bots": 10, "users": 1, "duration": 90, "latency": 0.2, "rpm": 600},
+}
+QUICK: dict[str, dict[str, float]] = {
+    "throughput": {"bots": 4, "users": 10, "duration": 20, "latency": 2.0, "rpm": 100_000},
+    "ratelimit": {"bots": 4, "users": 1, "duration": 40, "latency": 0.2, "rpm": 60},
+}
+TARGET_SHARE_OF_CEILING = 0.9  # throughput: >= 90 replies/s of the 100 possible
+TARGET_ANSWERED_SHARE = 0.99  # ratelimit: answered within ANSWER_WITHIN_S
+ANSWER_WITHIN_S = 10.0
+MODEL = "gemini-2.5-flash"
+
+Figures = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AiParams:
+    scenario: str
+    bots: int
+    users: int  # throughput: users (chats) per bot
+    duration: float
+    latency: float  # seconds the Gemini emulator takes per answer
+    rpm: int  # the credential's requests_per_minute
+    rate: float  # ratelimit: messages per second offered
+    workers: int
+    concurrency: int
+    warm_up_s: float  # throughput: replies in the first seconds are not in the rate
+    reply_timeout_s: float  # throughput: a user waits this long for a reply
+    drain_s: float  # ratelimit: how long to wait for the last replies
+    quick: bool
+    worker_loglevel: str
+    profile_workers: bool = False
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.ai_load",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--scenario", choices=[*ORDER, "all"], default="all")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke-test sizes: throughput 40 chats for 20 s; ratelimit 60/min offered 2/s for 40 s",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="Celery worker processes (default 2)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=128,
+        help="threads per worker (default 128: each AI call holds a thread for its latency)",
+    )
+    parser.add_argument("--json", type=Path, help="also save every figure to this JSON file")
+    parser.add_argument("--bots", type=int, help="bots (default 10; --quick 4)")
+    parser.add_argument(
+        "--users", type=int, help="throughput: users (chats) per bot (default 20; --quick 10)"
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        help="seconds of load (throughput 60, ratelimit 90; --quick 20, 40)",
+    )
+    parser.add_argument(
+        "--latency", type=float, help="Gemini emulator latency in s (throughput 2, ratelimit 0.2)"
+    )
+    parser.add_argument(
+        "--rpm", type=int, help="ratelimit: the credential's requests per minute (600; --quick 60)"
+    )
+    parser.add_argument(
+        "--rate", type=float, help="ratelimit: messages per second offered (default: twice --rpm)"
+    )
+    parser.add_argument(
+        "--warm-up", type=float, default=5.0, help="throughput: seconds left out of the rate (5)"
+    )
+    parser.add_argument(
+        "--worker-loglevel", default="WARNING", choices=["DEBUG", "INFO", "WARNING"]
+    )
+    parser.add_argument(
+        "--profile-workers",
+        action="store_true",
+        help="sample the workers' thread stacks into the logs directory (implies --keep-files)",
+    )
+    parser.add_argument(
+        "--keep-files", action="store_true", help="keep the logs and database (path printed)"
+    )
+    args = parser.parse_args(argv)
+    args.keep_files = args.keep_files or args.profile_workers
+    for name in ("bots", "users", "duration", "latency", "rpm", "rate", "workers", "concurrency"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"--{name} must be positive")
+    if args.warm_up < 0:
+        parser.error("--warm-up must not be negative")
+    return args
+
+
+def params_for(name: str, args: argparse.Namespace) -> AiParams:
+    sizes = (QUICK if args.quick else FULL)[name]
+
+    def pick(key: str) -> float:
+        given = getattr(args, key)
+        return given if given is not None else sizes[key]
+
+    rpm = int(pick("rpm")) if name == "ratelimit" else int(sizes["rpm"])
+    duration = pick("duration")
+    return AiParams(
+        scenario=name,
+        bots=int(pick("bots")),
+        users=int(pick("users")) if name == "throughput" else 1,
+        duration=duration,
+        latency=pick("latency"),
+        rpm=rpm,
+        rate=args.rate if args.rate is not None else 2 * rpm / 60,
+        workers=args.workers,
+        concurrency=args.concurrency,
+        warm_up_s=min(args.warm_up, duration / 2),
+        reply_timeout_s=30.0 if args.quick else 60.0,
+        drain_s=30.0,
+        quick=args.quick,
+        worker_loglevel=args.worker_loglevel,
+        profile_workers=args.profile_workers,
+    )
+
+
+# --- the Gemini emulator process --------------------------------------------------------
+
+
+def gemini_start(stack: Any, scenario: str, latency: float) -> tuple[Any, str]:
+    """`python -m emulators.gemini --port 0 --latency S`, in a session of its own; its
+    INFO log (start-up line and a key-safe access log) goes to logs/<scenario>-gemini.log."""
+    from benchmarks import procs
+    from benchmarks.stack import PROJECT_DIR
+
+    child = procs.spawn(
+        "gemini emulator",
+        [
+            sys.executable,
+            "-m",
+            "emulators.gemini",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--latency",
+            str(latency),
+        ],
+        env=stack.env(),
+        cwd=PROJECT_DIR,
+        log_path=stack.workdir / "logs" / f"{scenario}-gemini.log",
+    )
+    try:
+        match = procs.wait_for_log(child, r"Running on (http://[\w.:\[\]-]+)", timeout=30)
+    except BaseException:
+        procs.stop(child, grace=5)
+        raise
+    return child, match.group(1)
+
+
+# --- bots, credential, persona --------------------------------------------------------------
+
+
+@dataclass
+class AiFleet:
+    bots: list[Any]  # benchmarks.fleet.FleetBot
+    warm: Any  # a bot of its own (own credential) to warm the workers up
+    credential_pk: int
+    fallback: str
+
+
+def ai_fleet_create(*, emulator: Any, count: int, label: str, gemini_url: str, rpm: int) -> AiFleet:
+    """A persona, a Gemini credential pointing at the emulator, `count` bots with a
+    task each (use AI on), and a warm-up bot with a credential of its own (so warming
+    up takes no slot of the measured credential's rate limit)."""
+    from django.db import transaction
+
+    from benchmarks.fleet import FleetBot, name_prefix, register_bots
+    from bots.models import Bot, BotTask
+    from conversations.models import Persona
+    from credentials.models import AICredential
+
+    infos = register_bots(emulator, count + 1, f"Bench {label}")
+    prefix = name_prefix(label)
+    with transaction.atomic():
+        persona = Persona.objects.create(
+            name=f"bench {label}", instructions="You are a helpful assistant."
+        )
+
+        def credential(name: str, limit: int) -> AICredential:
+            return AICredential.objects.create(
+                name=name,
+                provider=AICredential.Provider.GEMINI,
+                api_key="bench-gemini-key",
+                base_url=gemini_url,
+                model=MODEL,
+                requests_per_minute=limit,
+            )
+
+        measured, warm_credential = (
+            credential(f"bench {label}", rpm),
+            credential(f"bench {label} warm-up", 100_000),
+        )
+        bots = []
+        for n, info in enumerate(infos):
+            name = f"{prefix}warm-up" if n == count else f"{prefix}{n + 1}"
+            bot = Bot.objects.create(
+                name=name,
+                token=info["token"],
+                api_base_url=emulator.base_url,
+                persona=persona,
+                credential=warm_credential if n == count else measured,
+            )
+            task = BotTask.objects.create(name=name, bot=bot, use_ai=True)
+            bots.append(
+                FleetBot(
+                    token=info["token"], telegram_id=info["id"], bot_pk=bot.pk, task_pk=task.pk
+                )
+            )
+    return AiFleet(
+        bots=bots[:count],
+        warm=bots[count],
+        credential_pk=measured.pk,
+        fallback=persona.fallback_reply,
+    )
+
+
+def ai_up(
+    ctx: Any, rig: Any, emulator: Any, gemini: Any, gemini_url: str, p: AiParams
+) -> tuple[AiFleet, Figures]:
+    """Rows in the database, beat and workers up, every task started and polling, the
+    workers warmed up (google-genai imported, clients made) and the Gemini emulator's
+    record cleared. Returns the fleet and how the start and warm-up went."""
+    from benchmarks import fleet as fleets
+    from benchmarks import traffic
+    from benchmarks.ai_traffic import Sent, analyse
+    from benchmarks.report import progress
+    from benchmarks.rigging import fleet_label
+
+    fleet = ai_fleet_create(
+        emulator=emulator,
+        count=p.bots,
+        label=fleet_label(ctx, p.scenario),
+        gemini_url=gemini_url,
+        rpm=p.rpm,
+    )
+    progress(
+        f"{p.scenario}: starting beat and {p.workers} worker(s) x {p.concurrency} threads",
+        force=True,
+    )
+    rig.beat_start()
+    rig.workers_start()
+    everyone = [*fleet.bots, fleet.warm]
+    start = fleets.fleet_start(everyone, threads=16, label=p.scenario)
+    polling = traffic.wait_polled(
+        emulator,
+        [b.telegram_id for b in everyone],
+        since=min(start.started_at.values()),
+        timeout=60 + len(everyone) / 10,
+        label=p.scenario,
+    )
+    # Warm-up: a few rounds, a little apart, so that every worker likely gets some.
+    progress(f"{p.scenario}: warming the workers up", force=True)
+    warm: list[Sent] = []
+    for round_ in range(3):
+        for n in range(2 * p.workers):
+            sent = traffic.inject_one(
+                emulator, fleet.warm.token, ctx.users.take(), f"warm-up {round_}.{n}"
+            )
+            warm.append(Sent(sent.token, sent.chat_id, sent.update_id, sent.text))
+        time.sleep(0.5)
+    deadline = time.monotonic() + 60 + p.latency
+    outcome = analyse(emulator, warm, fleet.fallback)
+    while outcome.lost and time.monotonic() < deadline:
+        progress(f"{p.scenario}: warm-up {outcome.answered}/{outcome.messages} answered")
+        time.sleep(0.5)
+        outcome = analyse(emulator, warm, fleet.fallback)
+    gemini.clear_requests()
+    return fleet, {
+        "start_failures": len(start.failures),
+        "polling_bots": len(polling),
+        "bots": len(everyone),
+        "warm_up": {
+            "messages": outcome.messages,
+            "ai": outcome.kinds.get("ai", 0),
+            "lost": outcome.lost,
+            "fallback": outcome.kinds.get("fallback", 0),
+        },
+    }
+
+
+# --- CPU and memory while the load runs -------------------------------------------------------
+
+
+class Meter:
+    """CPU seconds per process group (workers, Telegram emulator, Gemini emulator, beat,
+    driver) over the measured window, RSS peaks, and how busy the whole machine was."""
+
+    def __init__(self, rig: Any, gemini: Any) -> None:
+        self.rig, self.gemini = rig, gemini
+
+    def groups(self) -> dict[str, list[int]]:
+        found = {name: pids for name, pids in self.rig.pids().items() if pids}
+        if self.gemini.running():
+            found["gemini"] = [self.gemini.pid]
+        return found
+
+    def _cpu(self) -> dict[str, dict[int, float]]:
+        from benchmarks.sampler import cpu_snapshot
+
+        snapshot = {name: cpu_snapshot(pids) for name, pids in self.groups().items()}
+        snapshot["driver"] = cpu_snapshot([os.getpid()], children=False)
+        return snapshot
+
+    def __enter__(self) -> "Meter":
+        from benchmarks.sampler import MachineCpu, RssSampler
+
+        self.machine, self.before = MachineCpu(), self._cpu()
+        self.rss = RssSampler(self.groups).__enter__()
+        self.began = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from benchmarks.sampler import cpu_used, mib
+
+        self.rss.stop()
+        window = time.monotonic() - self.began
+        after = self._cpu()
+        cpu = {n: cpu_used(self.before[n], now) for n, now in after.items() if n in self.before}
+        self.figures = {
+            "window_s": round(window, 1),
+            "cpu_cores": {n: round(s / window, 2) for n, s in cpu.items()} if window > 0 else {},
+            "rss_peak_mib": {n: mib(size) for n, size in self.rss.peak.items()},
+            "machine_cpu_busy": round(self.machine.busy_fraction(), 3),
+        }
+
+
+# --- the scenarios ---------------------------------------------------------------------------
+
+
+def run_scenario(ctx: Any, p: AiParams) -> Figures:
+    """A Gemini emulator and a fresh rig (Telegram emulator, workers, beat) for one
+    scenario; every process stopped afterwards (workers before the Gemini emulator)."""
+    from benchmarks import procs
+    from benchmarks.report import progress
+    from benchmarks.rigging import with_rig
+    from benchmarks.stack import LOAD_POLL_TIMEOUT, Rig
+    from emulators.gemini import GeminiEmulatorClient
+
+    progress(f"{p.scenario}: starting the Gemini emulator (latency {p.latency:g} s)", force=True)
+    gemini_child, gemini = None, None
+    try:
+        gemini_child, url = gemini_start(ctx.stack, p.scenario, p.latency)
+        gemini = GeminiEmulatorClient(url, timeout=60)
+        rig = Rig(
+            ctx.stack,
+            p.scenario,
+            poll_timeout=LOAD_POLL_TIMEOUT,
+            workers=p.workers,
+            concurrency=p.concurrency,
+            loglevel=p.worker_loglevel,
+            profile=p.profile_workers,
+        )
+        body = throughput if p.scenario == "throughput" else ratelimit
+        return with_rig(
+            ctx, rig, lambda emulator: body(ctx, p, rig, emulator, gemini, gemini_child, url)
+        )
+    finally:
+        if gemini is not None:
+            gemini.close()
+        if gemini_child is not None:
+            procs.stop(gemini_child, grace=5)
+
+
+def throughput(
+    ctx: Any, p: AiParams, rig: Any, emulator: Any, gemini: Any, child: Any, url: str
+) -> Figures:
+    from benchmarks.ai_traffic import AI, ClosedLoop, analyse, rate_in, run_closed_loop
+
+    fleet, setup = ai_up(ctx, rig, emulator, gemini, url, p)
+    users = [(bot.token, ctx.users.take()) for bot in fleet.bots for _ in range(p.users)]
+    loop = ClosedLoop(
+        emulator.url,
+        users,
+        until=time.monotonic() + p.duration,
+        reply_timeout=p.reply_timeout_s,
+        label=p.scenario,
+        fallback=fleet.fallback,
+    )
+    with Meter(rig, child) as meter:
+        began = run_closed_loop(loop, grace=15)
+    outcome = analyse(emulator, loop.sent, fleet.fallback)
+    steady = (began + p.warm_up_s, began + p.duration)
+    everything = [t for times in outcome.reply_times.values() for t in times]
+    figures = {
+        "params": asdict(p),
+        "setup": setup,
+        "chats": len(users),
+        "ceiling_per_s": round(len(users) / p.latency, 1),
+        "ai_per_s_steady": _round(rate_in(outcome.reply_times.get(AI, []), *steady)),
+        "replies_per_s_steady": _round(rate_in(everything, *steady)),
+        "ai_per_s_whole": _round(
+            rate_in(outcome.reply_times.get(AI, []), began, began + p.duration)
+        ),
+        "steady_window_s": [p.warm_up_s, p.duration],
+        "user_timeouts": loop.timeouts,
+        "user_errors": dict(loop.errors),
+        **outcome.figures(),
+        **_after(fleet, gemini, meter),
+    }
+    return _finish(rig, fleet, figures)
+
+
+def ratelimit(
+    ctx: Any, p: AiParams, rig: Any, emulator: Any, gemini: Any, child: Any, url: str
+) -> Figures:
+    from benchmarks import traffic
+    from benchmarks.ai_traffic import Sent, analyse
+    from benchmarks.report import progress
+
+    fleet, setup = ai_up(ctx, rig, emulator, gemini, url, p)
+    counter = traffic.ReplyCounter(emulator)
+    tokens = [bot.token for bot in fleet.bots]
+    with Meter(rig, child) as meter:
+        injected, inject_s = traffic.inject_paced(
+            emulator,
+            tokens,
+            rate=p.rate,
+            duration=p.duration,
+            users=ctx.users,
+            counter=counter,
+            label=p.scenario,
+        )
+        deadline = time.monotonic() + p.drain_s
+        while counter.count() < len(injected) and time.monotonic() < deadline:
+            progress(lambda: counter.rate_line(f"{p.scenario} (draining)", len(injected)))
+            time.sleep(0.25)
+        time.sleep(traffic.DUPLICATE_GRACE_S)
+    outcome = analyse(
+        emulator, [Sent(i.token, i.chat_id, i.update_id, i.text) for i in injected], fleet.fallback
+    )
+    within = outcome.within(ANSWER_WITHIN_S)
+    figures = {
+        "params": asdict(p),
+        "setup": setup,
+        "injection_s": round(inject_s, 1),
+        "injection_rate_per_s": round(len(injected) / inject_s, 2) if inject_s else None,
+        "answered_within_s": ANSWER_WITHIN_S,
+        "answered_within": within,
+        "answered_within_share": round(within / len(injected), 4) if injected else None,
+        **outcome.figures(),
+        **_after(fleet, gemini, meter),
+    }
+    return _finish(rig, fleet, figures)
+
+
+def _after(fleet: AiFleet, gemini: Any, meter: Meter) -> Figures:
+    from django.conf import settings
+
+    from benchmarks.ai_traffic import credential_figures, gemini_figures, reply_errors
+
+    return {
+        "gemini": gemini_figures(gemini),
+        "credential": credential_figures(fleet.credential_pk),
+        "reply_errors": reply_errors([bot.bot_pk for bot in fleet.bots]),
+        "ai_settings": {
+            name: getattr(settings, name)
+            for name in (
+                "AI_RATE_LIMIT_MAX_WAIT",
+                "AI_MAX_ATTEMPTS",
+                "AI_RETRY_BUDGET",
+                "AI_REQUEST_TIMEOUT",
+                "AI_CIRCUIT_FAILURES",
+                "AI_CIRCUIT_COOLDOWN",
+            )
+        },
+        **meter.figures,
+    }
+
+
+def _finish(rig: Any, fleet: AiFleet, figures: Figures) -> Figures:
+    from benchmarks import fleet as fleets
+    from benchmarks.rigging import finish
+
+    fleets.fleet_stop([fleet.warm])
+    return finish(rig, fleet.bots, figures)
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+class Interrupted(BaseException):
+    """SIGTERM, handled like Ctrl-C: stop every process, report what was measured."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Interrupted()
+
+
+def run(args: argparse.Namespace) -> tuple[dict[str, Figures], list[str], bool]:
+    from benchmarks.report import progress
+    from benchmarks.rigging import Context
+    from benchmarks.stack import Stack
+    from benchmarks.traffic import UserIds
+
+    names = ORDER if args.scenario == "all" else [args.scenario]
+    stack, results, interrupted = Stack(keep_files=args.keep_files), {}, False
+    began = time.monotonic()
+    try:
+        progress("setting up: database, Redis, migrations", force=True)
+        stack.open()
+        ctx = Context(stack=stack, users=UserIds(start=2_000_000_000))
+        for name in names:
+            progress(f"=== {name} ===", force=True)
+            try:
+                results[name] = run_scenario(ctx, params_for(name, args))
+            except Exception as error:  # one broken scenario must not hide the other's figures
+                traceback.print_exc()
+                results[name] = {"error": f"{type(error).__name__}: {error}"}
+    except (KeyboardInterrupt, Interrupted):
+        interrupted = True
+        progress("interrupted: stopping everything", force=True)
+    finally:
+        stack.close()
+    return results, _header(args, stack, time.monotonic() - began), interrupted
+
+
+def _header(args: argparse.Namespace, stack: Any, seconds: float) -> list[str]:
+    import platform
+
+    import psutil
+
+    return [
+        f"  {time.strftime('%Y-%m-%d %H:%M:%S')}, {platform.node()}, {psutil.cpu_count()} cores, "
+        f"{round(psutil.virtual_memory().total / 2**30, 1)} GiB, Python {platform.python_version()}",
+        f"  {stack.description}; {args.workers} worker(s) x {args.concurrency} threads; "
+        f"{'--quick smoke sizes, NOT the issue sizes' if args.quick else 'full sizes'}; run took {seconds:.0f} s",
+        "  Percentiles are from one run; each figure says how many samples it rests on.",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    results, header, interrupted = run(args)
+    from benchmarks.ai_report import render
+
+    if interrupted:
+        header.append("  INTERRUPTED: only the scenarios below finished.")
+    print(render(results, header))
+    if args.json:
+        args.json.write_text(
+            json.dumps({"header": header, "results": results}, indent=2, default=str)
+        )
+    if interrupted:
+        return 130
+    return 1 if any("error" in figures for figures in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
