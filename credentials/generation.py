@@ -29,6 +29,10 @@ from credentials.models import AICredential
 from credentials.providers import GenerationRequest, GenerationResult, ProviderError, provider_for
 
 _backoff = wait_exponential_jitter(initial=0.5, max=8, jitter=0.5)
+# "N requests per minute", counted over 61 s: a slot is taken a moment before the request
+# reaches the provider, and that moment varies, so two slots exactly 60 s apart could
+# land within one of the provider's 60 s windows (measured: 602 in a minute at 600).
+RATE_WINDOW_MS = 61_000
 
 
 def reply_generate(*, credential: AICredential | None, request: GenerationRequest) -> GenerationResult:
@@ -64,7 +68,7 @@ def _attempt(provider, credential: AICredential, request: GenerationRequest) -> 
         ) from None
     try:
         slot_acquire(
-            windows=[Window(f"botfleet:ai-rate:{credential.pk}", credential.requests_per_minute, 60_000)],
+            windows=[Window(f"botfleet:ai-rate:{credential.pk}", credential.requests_per_minute, RATE_WINDOW_MS)],
             block_key=f"botfleet:ai-block:{credential.pk}",
             max_wait=settings.AI_RATE_LIMIT_MAX_WAIT,
         )
