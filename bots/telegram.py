@@ -8,9 +8,9 @@ description, redacted, so no token can leak through an error shown to a user.
 
 import contextlib
 import datetime as dt
-import os
 import ssl
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -20,16 +20,13 @@ import certifi
 import telegram
 from telegram import error as tg_error
 from telegram.request import HTTPXRequest
+from telegram.warnings import PTBDeprecationWarning
 
 from bots import aio
 from credentials.redaction import redact
 
 if TYPE_CHECKING:
     from bots.models import Bot as BotRow
-
-# python-telegram-bot 22 warns that RetryAfter.retry_after becomes a timedelta; the
-# translation below handles both, so take the future behaviour now.
-os.environ.setdefault("PTB_TIMEDELTA", "true")
 
 MAX_CACHED_CLIENTS = 4096
 SEND_TIMEOUT = 15.0  # seconds for one sendMessage round trip
@@ -177,7 +174,11 @@ async def _translated_errors() -> AsyncIterator[None]:
     try:
         yield
     except tg_error.RetryAfter as exc:
-        retry_after = exc.retry_after
+        with warnings.catch_warnings():
+            # PTB 22 warns that retry_after becomes a timedelta; both are handled here.
+            # (Opting in with PTB_TIMEDELTA would change every duration PTB parses.)
+            warnings.simplefilter("ignore", PTBDeprecationWarning)
+            retry_after = exc.retry_after
         seconds = retry_after.total_seconds() if isinstance(retry_after, dt.timedelta) else retry_after
         raise FloodWait(float(seconds)) from None
     except tg_error.InvalidToken as exc:

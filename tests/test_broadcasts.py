@@ -23,6 +23,7 @@ from tests.support.scheduling import (
     max_in_window,
     run_drive,
     scheduled_make,
+    scheduler_shut,
 )
 from tests.support.worker import WorkerProcess
 
@@ -226,6 +227,7 @@ def test_it_survives_a_killed_worker_mid_broadcast(celery_worker, telegram_api, 
     beat = DatabaseScheduler(app=celery_app)  # publishes to the real broker
     for _ in range(10):
         beat.tick()
+    scheduler_shut(beat)
 
     telegram_api.wait_for_sent(token, 10, timeout=30)
     celery_worker.kill()

@@ -2,7 +2,7 @@
 them (once, and at the cron slot), cron validation and preview, AI-written content."""
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -18,7 +18,7 @@ from conversations import scheduling
 from conversations.models import Message, ScheduledMessage, ScheduledRun
 from tests.conftest import GEMINI_TEST_KEY
 from tests.factories import make_bot
-from tests.support.scheduling import chats_make, fire, scheduled_make
+from tests.support.scheduling import chats_make, fire, scheduled_make, scheduler_shut
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -198,6 +198,19 @@ class Beat(DatabaseScheduler):
         return [kw["scheduled_id"] for task, kw in self.published if task == FIRE_TASK]
 
 
+@pytest.fixture
+def make_beat() -> "Iterator[Callable[[Clock], Beat]]":
+    made: list[Beat] = []
+
+    def factory(clock: "Clock") -> Beat:
+        made.append(Beat(clock))
+        return made[-1]
+
+    yield factory
+    for beat in made:
+        scheduler_shut(beat)
+
+
 class Clock:
     def __init__(self, at: datetime) -> None:
         self.at = at
@@ -206,14 +219,14 @@ class Clock:
         return self.at.astimezone(celery_app.timezone)
 
 
-def test_it_fires_a_one_off_message_once_even_from_two_beats(telegram_api, emulated_bot) -> None:  # type: ignore[no-untyped-def]
+def test_it_fires_a_one_off_message_once_even_from_two_beats(telegram_api, emulated_bot, make_beat) -> None:  # type: ignore[no-untyped-def]
     bot, info = emulated_bot
     [chat] = chats_make(telegram_api, bot, 1)
     # Within 5 minutes: the scheduler only loads one-offs due that soon.
     at = timezone.now().replace(microsecond=0) + timedelta(minutes=2)
     scheduled = scheduled_make(bot, [chat], run_at=at, text="Doors open at nine")
     clock = Clock(at - timedelta(seconds=30))
-    beats = [Beat(clock), Beat(clock)]
+    beats = [make_beat(clock), make_beat(clock)]
 
     early = [beat.run_for_a_moment() for beat in beats]
     clock.at = at + timedelta(seconds=1)
@@ -227,7 +240,7 @@ def test_it_fires_a_one_off_message_once_even_from_two_beats(telegram_api, emula
     assert ScheduledRun.objects.get().slot == at
 
 
-def test_it_fires_a_cron_message_at_its_next_slot_in_its_time_zone(telegram_api, emulated_bot) -> None:  # type: ignore[no-untyped-def]
+def test_it_fires_a_cron_message_at_its_next_slot_in_its_time_zone(telegram_api, emulated_bot, make_beat) -> None:  # type: ignore[no-untyped-def]
     bot, info = emulated_bot
     [chat] = chats_make(telegram_api, bot, 1)
     # On the hour in Kolkata (UTC+05:30) is half past in UTC: the zone is honoured.
@@ -236,7 +249,7 @@ def test_it_fires_a_cron_message_at_its_next_slot_in_its_time_zone(telegram_api,
     )
     [slot] = scheduling.runs_next(scheduled=scheduled, count=1)
     clock = Clock(slot - timedelta(seconds=20))
-    beat = Beat(clock)
+    beat = make_beat(clock)
 
     before = beat.run_for_a_moment()
     clock.at = slot + timedelta(seconds=1)

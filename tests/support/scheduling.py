@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db import connection
 from django.utils import timezone
+from django_celery_beat.schedulers import DatabaseScheduler
 
 from bots.models import Bot
 from conversations import broadcasts, scheduling
@@ -93,3 +94,10 @@ def fire(scheduled: ScheduledMessage, now: datetime | None = None) -> ScheduledR
     """What the fire task does, in-process: claim the slot, then drive the run."""
     run = broadcasts.scheduled_fire(scheduled_id=scheduled.pk, now=now)
     return run_drive(run) if run is not None else None
+
+
+def scheduler_shut(scheduler: DatabaseScheduler) -> None:
+    """django-celery-beat registers its scheduler's sync to run at interpreter exit
+    (multiprocessing.util.Finalize). In tests the database is gone by then, and the
+    sync logs a traceback; run it now, once, while the database is there."""
+    scheduler._finalize()
