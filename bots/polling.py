@@ -202,3 +202,12 @@ def leases_release_all() -> int:
     if released:
         log.info("handed %s poll lease(s) to other workers on shutdown", released)
     return released
+
+
+def finishers_stop() -> None:
+    """Stop this process's finish threads (their database connections go with them)."""
+    global _finisher
+    with _in_flight_lock:
+        finisher, _finisher = _finisher, None
+    if finisher is not None:
+        finisher.shutdown(wait=True)

@@ -10,7 +10,6 @@ import contextlib
 import datetime as dt
 import ssl
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,6 @@ import certifi
 import telegram
 from telegram import error as tg_error
 from telegram.request import HTTPXRequest
-from telegram.warnings import PTBDeprecationWarning
 
 from bots import aio
 from credentials.redaction import redact
@@ -174,11 +172,7 @@ async def _translated_errors() -> AsyncIterator[None]:
     try:
         yield
     except tg_error.RetryAfter as exc:
-        with warnings.catch_warnings():
-            # PTB 22 warns that retry_after becomes a timedelta; both are handled here.
-            # (Opting in with PTB_TIMEDELTA would change every duration PTB parses.)
-            warnings.simplefilter("ignore", PTBDeprecationWarning)
-            retry_after = exc.retry_after
+        retry_after = exc.retry_after  # an int today, a timedelta in a future PTB: both handled
         seconds = retry_after.total_seconds() if isinstance(retry_after, dt.timedelta) else retry_after
         raise FloodWait(float(seconds)) from None
     except tg_error.InvalidToken as exc:

@@ -1,3 +1,4 @@
+import gc
 import logging
 import shutil
 import time
@@ -7,6 +8,7 @@ import pytest
 import redis
 from django.conf import settings
 
+from bots import polling
 from bots.models import Bot, BotTask
 from credentials.models import AICredential
 from emulators.gemini import GeminiEmulator
@@ -20,6 +22,16 @@ def _runtime_settings(settings) -> None:  # type: ignore[no-untyped-def]
     """The test process uses the same short poll/lease times as the test workers."""
     for name, value in RUNTIME_SETTINGS.items():
         setattr(settings, name, value)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_poll_finishers(django_db_setup: None, django_db_blocker) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """Poll cycles run in this process finish on threads that keep a database
+    connection (CONN_MAX_AGE); stop them before the test database is dropped, which
+    PostgreSQL refuses while any session is connected."""
+    yield
+    polling.finishers_stop()
+    gc.collect()  # the threads' connection objects close when collected
 
 
 @pytest.fixture
