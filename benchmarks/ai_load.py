@@ -19,16 +19,14 @@ on Ctrl-C and SIGTERM. See benchmarks/README.md ("AI mode").
 """
 
 import argparse
-import json
 import os
-import signal
 import sys
 import time
-import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
+
+from benchmarks import runner
 
 ORDER = ["throughput", "ratelimit"]
 FULL: dict[str, dict[str, float]] = {
@@ -528,73 +526,23 @@ def _round(value: float | None, digits: int = 1) -> float | None:
 # --- the run -----------------------------------------------------------------------------------
 
 
-class Interrupted(BaseException):
-    """SIGTERM, handled like Ctrl-C: stop every process, report what was measured."""
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Interrupted()
-
-
-def run(args: argparse.Namespace) -> tuple[dict[str, Figures], list[str], bool]:
-    from benchmarks.report import progress
-    from benchmarks.rigging import Context
-    from benchmarks.stack import Stack
-    from benchmarks.traffic import UserIds
-
-    names = ORDER if args.scenario == "all" else [args.scenario]
-    stack, results, interrupted = Stack(keep_files=args.keep_files), {}, False
-    began = time.monotonic()
-    try:
-        progress("setting up: database, Redis, migrations", force=True)
-        stack.open()
-        ctx = Context(stack=stack, users=UserIds(start=2_000_000_000))
-        for name in names:
-            progress(f"=== {name} ===", force=True)
-            try:
-                results[name] = run_scenario(ctx, params_for(name, args))
-            except Exception as error:  # one broken scenario must not hide the other's figures
-                traceback.print_exc()
-                results[name] = {"error": f"{type(error).__name__}: {error}"}
-    except (KeyboardInterrupt, Interrupted):
-        interrupted = True
-        progress("interrupted: stopping everything", force=True)
-    finally:
-        stack.close()
-    return results, _header(args, stack, time.monotonic() - began), interrupted
-
-
-def _header(args: argparse.Namespace, stack: Any, seconds: float) -> list[str]:
-    import platform
-
-    import psutil
-
-    return [
-        f"  {time.strftime('%Y-%m-%d %H:%M:%S')}, {platform.node()}, {psutil.cpu_count()} cores, "
-        f"{round(psutil.virtual_memory().total / 2**30, 1)} GiB, Python {platform.python_version()}",
-        f"  {stack.description}; {args.workers} worker(s) x {args.concurrency} threads; "
-        f"{'--quick smoke sizes, NOT the issue sizes' if args.quick else 'full sizes'}; run took {seconds:.0f} s",
-        "  Percentiles are from one run; each figure says how many samples it rests on.",
-    ]
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    results, header, interrupted = run(args)
     from benchmarks.ai_report import render
+    from benchmarks.rigging import Context
+    from benchmarks.traffic import UserIds
 
-    if interrupted:
-        header.append("  INTERRUPTED: only the scenarios below finished.")
-    print(render(results, header))
-    if args.json:
-        args.json.write_text(
-            json.dumps({"header": header, "results": results}, indent=2, default=str)
-        )
-    if interrupted:
-        return 130
-    return 1 if any("error" in figures for figures in results.values()) else 0
+    outcome = runner.scenarios_run(
+        names=ORDER if args.scenario == "all" else [args.scenario],
+        keep_files=args.keep_files,
+        context=lambda stack: Context(stack=stack, users=UserIds(start=2_000_000_000)),
+        scenario=lambda ctx, name: run_scenario(ctx, params_for(name, args)),
+    )
+    setup = (
+        f"{args.workers} worker(s) x {args.concurrency} threads; "
+        f"{'--quick smoke sizes, NOT the issue sizes' if args.quick else 'full sizes'}"
+    )
+    return runner.report_finish(outcome, runner.machine_header(outcome, setup), render, args.json)
 
 
 if __name__ == "__main__":

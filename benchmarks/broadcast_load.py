@@ -20,14 +20,14 @@ tear-down come from benchmarks.stack, shared with benchmarks.telegram_load.
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import FrameType
 from typing import Any
+
+from benchmarks import runner
 
 FULL_CHATS = 10_000
 QUICK_CHATS = 200
@@ -58,15 +58,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     return args
-
-
-class Interrupted(BaseException):
-    """SIGTERM, handled like Ctrl-C: stop every process, report what was measured."""
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Interrupted()
 
 
 # --- set-up ---------------------------------------------------------------------------------
@@ -277,7 +268,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
             "setup": {"chats": args.chats, "workers": args.workers, "concurrency": args.concurrency,
                       "lanes": args.lanes, "live_rate": args.live_rate, "run_s": round(time.monotonic() - began)},
         }
-    except (KeyboardInterrupt, Interrupted):
+    except (KeyboardInterrupt, runner.Interrupted):
         interrupted = True
         progress("interrupted: stopping everything", force=True)
     finally:
@@ -318,7 +309,7 @@ def render(figures: dict[str, Any], args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    runner.sigterm_as_interrupt()
     figures, interrupted = run(args)
     if not figures:
         print("no figures: the run was interrupted or failed during set-up", file=sys.stderr)

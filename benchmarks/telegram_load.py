@@ -11,14 +11,11 @@ started, also on Ctrl-C. See benchmarks/README.md for what each figure means.
 """
 
 import argparse
-import json
-import signal
 import sys
-import time
-import traceback
 from pathlib import Path
-from types import FrameType
 from typing import Any
+
+from benchmarks import runner
 
 ORDER = ["burst", "paced", "idle", "recovery"]
 
@@ -135,78 +132,23 @@ def params_for(name: str, args: argparse.Namespace) -> Any:
     )
 
 
-class Interrupted(BaseException):
-    """SIGTERM: handled like Ctrl-C (stop everything, report what was measured). A
-    BaseException, so no `except Exception` on the way swallows it."""
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    # An exception, so the `finally` blocks stop every child process. Further SIGTERMs
-    # are ignored so they cannot cut that clean-up short.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Interrupted()
-
-
-def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str], bool]:
-    from benchmarks.report import progress
-    from benchmarks.stack import Stack
-    from benchmarks.traffic import UserIds
-
-    names = ORDER if args.scenario == "all" else [args.scenario]
-    stack, results, interrupted = Stack(keep_files=args.keep_files), {}, False
-    began = time.monotonic()
-    try:
-        progress("setting up: database, Redis, migrations", force=True)
-        stack.open()
-        from benchmarks.scenarios import SCENARIOS, Context
-
-        ctx = Context(stack=stack, users=UserIds())
-        for name in names:
-            progress(f"=== {name} ===", force=True)
-            try:
-                results[name] = SCENARIOS[name](ctx, params_for(name, args))
-            except Exception as error:  # one broken scenario must not hide the others' figures
-                traceback.print_exc()
-                results[name] = {"error": f"{type(error).__name__}: {error}"}
-    except (KeyboardInterrupt, Interrupted):
-        interrupted = True
-        progress("interrupted: stopping everything", force=True)
-    finally:
-        stack.close()
-    return results, _header(args, stack, time.monotonic() - began), interrupted
-
-
-def _header(args: argparse.Namespace, stack: Any, seconds: float) -> list[str]:
-    import platform
-
-    import psutil
-
-    return [
-        f"  {time.strftime('%Y-%m-%d %H:%M:%S')}, {platform.node()}, {psutil.cpu_count()} cores, "
-        f"{round(psutil.virtual_memory().total / 2**30, 1)} GiB, Python {platform.python_version()}",
-        f"  {stack.description}; "
-        f"{args.workers} worker(s) x {args.concurrency} threads; supervisor: {args.supervisor}; "
-        f"{'--quick smoke sizes' if args.quick else 'full sizes'}; run took {seconds:.0f} s",
-        "  Percentiles are from one run; each figure says how many samples it rests on.",
-    ]
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    results, header, interrupted = run(args)
+    from benchmarks.scenarios import SCENARIOS, Context
     from benchmarks.summary import render
+    from benchmarks.traffic import UserIds
 
-    if interrupted:
-        header.append("  INTERRUPTED: only the scenarios below finished.")
-    print(render(results, header))
-    if args.json:
-        args.json.write_text(
-            json.dumps({"header": header, "results": results}, indent=2, default=str)
-        )
-    if interrupted:
-        return 130
-    return 1 if any("error" in figures for figures in results.values()) else 0
+    outcome = runner.scenarios_run(
+        names=ORDER if args.scenario == "all" else [args.scenario],
+        keep_files=args.keep_files,
+        context=lambda stack: Context(stack=stack, users=UserIds()),
+        scenario=lambda ctx, name: SCENARIOS[name](ctx, params_for(name, args)),
+    )
+    setup = (
+        f"{args.workers} worker(s) x {args.concurrency} threads; supervisor: {args.supervisor}; "
+        f"{'--quick smoke sizes' if args.quick else 'full sizes'}"
+    )
+    return runner.report_finish(outcome, runner.machine_header(outcome, setup), render, args.json)
 
 
 if __name__ == "__main__":
