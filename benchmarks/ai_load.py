@@ -23,7 +23,6 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from benchmarks import runner
@@ -85,7 +84,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=128,
         help="threads per worker (default 128: each AI call holds a thread for its latency)",
     )
-    parser.add_argument("--json", type=Path, help="also save every figure to this JSON file")
     parser.add_argument("--bots", type=int, help="bots (default 10; --quick 4)")
     parser.add_argument(
         "--users", type=int, help="throughput: users (chats) per bot (default 20; --quick 10)"
@@ -107,23 +105,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--warm-up", type=float, default=5.0, help="throughput: seconds left out of the rate (5)"
     )
-    parser.add_argument(
-        "--worker-loglevel", default="WARNING", choices=["DEBUG", "INFO", "WARNING"]
+    runner.common_options(parser)
+    args = runner.options_parse(
+        parser, argv,
+        positive=("bots", "users", "duration", "latency", "rpm", "rate", "workers", "concurrency"),
     )
-    parser.add_argument(
-        "--profile-workers",
-        action="store_true",
-        help="sample the workers' thread stacks into the logs directory (implies --keep-files)",
-    )
-    parser.add_argument(
-        "--keep-files", action="store_true", help="keep the logs and database (path printed)"
-    )
-    args = parser.parse_args(argv)
-    args.keep_files = args.keep_files or args.profile_workers
-    for name in ("bots", "users", "duration", "latency", "rpm", "rate", "workers", "concurrency"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            parser.error(f"--{name} must be positive")
     if args.warm_up < 0:
         parser.error("--warm-up must not be negative")
     return args

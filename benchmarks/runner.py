@@ -2,6 +2,7 @@
 run one after another on one stack (a broken one does not hide the others' figures),
 the machine header, and the report printed and saved."""
 
+import argparse
 import json
 import platform
 import signal
@@ -14,6 +15,38 @@ from types import FrameType
 from typing import Any
 
 Figures = dict[str, Any]
+
+
+def common_options(parser: argparse.ArgumentParser) -> None:
+    """The options every load command has: where figures go and how to diagnose a run."""
+    parser.add_argument("--json", type=Path, help="also save every figure to this JSON file")
+    parser.add_argument(
+        "--worker-loglevel",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING"],
+        help="workers' log level; INFO logs each task and its run time (default WARNING)",
+    )
+    parser.add_argument(
+        "--profile-workers",
+        action="store_true",
+        help="sample the workers' thread stacks into the logs directory (implies --keep-files)",
+    )
+    parser.add_argument(
+        "--keep-files", action="store_true", help="keep the logs and database (path printed)"
+    )
+
+
+def options_parse(
+    parser: argparse.ArgumentParser, argv: list[str] | None, *, positive: tuple[str, ...]
+) -> argparse.Namespace:
+    """Parse, refusing zero or negative values for the `positive` options."""
+    args = parser.parse_args(argv)
+    args.keep_files = args.keep_files or args.profile_workers  # profiles live in the logs
+    for name in positive:
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    return args
 
 
 class Interrupted(BaseException):

@@ -12,7 +12,6 @@ started, also on Ctrl-C. See benchmarks/README.md for what each figure means.
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from benchmarks import runner
@@ -66,7 +65,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="smoke-test sizes (10-bot burst of 100, 5 s paced, 100 idle bots for 20 s, 5-bot recovery)",
     )
-    parser.add_argument("--json", type=Path, help="also save every figure to this JSON file")
     parser.add_argument(
         "--supervisor",
         choices=["beat", "driver"],
@@ -82,27 +80,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--start-threads", type=int, default=16, help="threads pressing Start at once (default 16)"
     )
-    parser.add_argument(
-        "--worker-loglevel",
-        default="WARNING",
-        choices=["DEBUG", "INFO", "WARNING"],
-        help="workers' log level; INFO logs each task and its run time (default WARNING)",
+    runner.common_options(parser)
+    return runner.options_parse(
+        parser, argv,
+        positive=("bots", "messages", "rate", "duration", "workers", "concurrency", "start_threads"),
     )
-    parser.add_argument(
-        "--profile-workers",
-        action="store_true",
-        help="sample the workers' thread stacks into the logs directory (implies --keep-files)",
-    )
-    parser.add_argument(
-        "--keep-files", action="store_true", help="keep the logs and database (path printed)"
-    )
-    args = parser.parse_args(argv)
-    args.keep_files = args.keep_files or args.profile_workers
-    for name in ("bots", "messages", "rate", "duration", "workers", "concurrency", "start_threads"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive")
-    return args
 
 
 def params_for(name: str, args: argparse.Namespace) -> Any:

@@ -58,6 +58,3 @@ class Circuit:
         if failures >= self.fail_max:
             client.set(self._key("open"), 1, px=int(self.cooldown * 1000))
             client.delete(self._key("probe"))
-
-    def is_open(self) -> bool:
-        return bool(redis_client().exists(self._key("open")))
