@@ -71,8 +71,11 @@ def _deliver(message: Message, task: BotTask) -> ReplyOutcome:
     # closed): on SQLite every one waits for the single writer lock.
     try:
         endpoint = telegram.BotEndpoint.of(message.bot)
-        parts = list(message.replies.order_by("id")) or _parts_create(message, task, endpoint)
-        _state_move(message.pk, Message.ReplyState.GENERATING, Message.ReplyState.SENDING)
+        parts = list(message.replies.order_by("id"))
+        if parts:  # a deferred reply resumes with the parts it stored
+            _state_move(message.pk, Message.ReplyState.GENERATING, Message.ReplyState.SENDING)
+        else:  # stores them and moves to sending in one transaction
+            parts = _parts_create(message, task, endpoint)
         _parts_send(message, task, endpoint, parts)
     except ratelimit.SlotUnavailable as wait:
         return _defer(message, wait.wait)
