@@ -28,7 +28,8 @@ from django.db import close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from bots import aio, telegram
+from bots import telegram
+from config import aio
 from bots.models import Bot, BotTask
 from bots.services import cycle_enqueue, task_error_record, task_fail
 from conversations import ingest
