@@ -130,3 +130,9 @@ def truncate(formatted: FormattedText, max_length: int) -> FormattedText:
     end = cut if cut > hard_end // 2 else hard_end
     part = _slice(formatted, index, 0, end)
     return FormattedText(part.text.rstrip() + ELLIPSIS, part.entities)
+
+
+def reply_parts(markdown: str, *, max_length: int) -> list[FormattedText]:
+    """The messages to send for one reply: rendered, cut to the task's maximum length,
+    split at Telegram's limit."""
+    return split_message(truncate(markdown_render(markdown), max_length))

@@ -97,12 +97,14 @@ class BotTask(models.Model):
     )
     started_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
-    # Poll-cycle lease: `poll_token` names the one cycle allowed to run next; a cycle
-    # claims it by setting `poll_claimed_at` with a conditional UPDATE. Stopping or
-    # reviving replaces the token, so any older cycle still in flight finds it gone.
+    # The poll lease: `poll_token` names the one poller allowed to run; a worker process
+    # takes it by setting `poll_owner` with a conditional UPDATE and keeps it by renewing
+    # `lease_expires_at` (in bulk, for all its pollers). Stopping or reviving replaces
+    # the token, so a poller still in flight finds it gone and ends.
     poll_token = models.CharField(max_length=32, blank=True, editable=False)
+    poll_owner = models.CharField(max_length=64, blank=True, editable=False)
     poll_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # The poller must check in again by this time, or the supervisor revives the task.
+    # The poller's process must renew the lease by this time, or the supervisor revives it.
     lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1,153 +1,165 @@
-"""The poll cycle: one long poll per bot per cycle, then the next cycle is enqueued.
+"""Long polls that cost nothing while idle.
 
-    poll_cycle task ──claim lease──▶ long poll on the I/O loop (worker slot already free)
-                                      ──▶ finish (thread): store updates, move the
-                                          offset, enqueue replies, hand the lease on,
-                                          enqueue the next cycle
+    poll_cycle task ──take the lease──▶ a Poller on this process's I/O loop:
+        getUpdates(offset, timeout=TELEGRAM_POLL_TIMEOUT)
+          nothing new → poll again: no database work, no Celery message
+          updates     → one write: the registered sink stores them, the offset moves
+                        past them (only then), the counters move; then the sink is
+                        handed the stored batch and answers it beside the next poll
 
-The lease is `BotTask.poll_token`: a cycle may run only if its token is the current
-one and unclaimed, and it claims it with a conditional UPDATE, so a redelivered or
-duplicated cycle message finds nothing to do. Stopping clears the token; the
-supervisor replaces it when the lease expires (worker killed, broker lost the
-message), so any older cycle still in flight finds its token gone and ends.
+The lease is `BotTask.poll_token` held by `poll_owner` (this process's worker id).
+Every POLL_LEASE_RENEW_INTERVAL seconds the process renews the leases of all its
+pollers in one UPDATE and ends any poller whose token was replaced (Stop, a revival):
+Stop takes effect within that interval, in-flight long poll included. A process that
+dies stops renewing; the supervisor (beat) revives its bots after the lease expires.
+
+Dependencies point one way: conversations stores and answers updates, so it registers
+itself here as the sink (`sink_register`, from its AppConfig.ready); this module never
+imports it.
 """
 
+import asyncio
+import contextlib
 import logging
 import random
 import threading
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import timedelta
-from functools import partial
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 import telegram as ptb
 from django.conf import settings
-from django.db import close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from bots import telegram
-from config import aio
 from bots.models import Bot, BotTask
 from bots.services import cycle_enqueue, task_error_record, task_fail
-from conversations import ingest
+from config import aio, dbwork
+from config.workers import chore_start, chores_stop, worker_id
 from credentials.encryption import DecryptionError
 
 log = logging.getLogger(__name__)
 
-FINISH_THREADS = 8  # storing a batch takes milliseconds; a few threads serve many bots
-
 
 @dataclass(frozen=True)
-class Lease:
-    task_id: int
-    token: str
-    endpoint: telegram.BotEndpoint
-    offset: int
+class StoredBatch:
+    """What the sink stored of one getUpdates batch."""
+
+    new_messages: int = 0  # counted into the task's messages_processed
+    # What the sink needs to answer the messages it claimed for this process (opaque here).
+    to_answer: list[Any] = field(default_factory=list)
 
 
-_in_flight: set[Lease] = set()
-_in_flight_lock = threading.Lock()
-_finisher: ThreadPoolExecutor | None = None
+class UpdateSink(Protocol):
+    def store(self, *, task: BotTask, updates: Sequence[ptb.Update]) -> StoredBatch:
+        """Store the batch (runs inside the write transaction that moves the offset)."""
+        ...
+
+    def answer(self, batch: StoredBatch) -> None:
+        """Start answering a stored batch; called on the I/O loop, must not block."""
+        ...
 
 
-def cycle_launch(*, task_id: int, token: str) -> bool:
-    """Claim the cycle and start its long poll; returns at once. False: not ours."""
-    lease = _claim(task_id, token)
-    if lease is None:
-        return False
-    with _in_flight_lock:
-        _in_flight.add(lease)
-    future = aio.submit(telegram.get_updates(
-        lease.endpoint, offset=lease.offset, timeout=settings.TELEGRAM_POLL_TIMEOUT
-    ))
-    future.add_done_callback(partial(_finish_soon, lease))
-    return True
+_sink: UpdateSink | None = None
 
 
-def _claim(task_id: int, token: str) -> Lease | None:
-    now = timezone.now()
-    claimed = BotTask.objects.filter(
-        pk=task_id, status=BotTask.Status.RUNNING, poll_token=token, poll_claimed_at__isnull=True
-    ).update(
-        poll_claimed_at=now, last_run_at=now,
-        lease_expires_at=now + timedelta(
-            seconds=settings.TELEGRAM_POLL_TIMEOUT + settings.POLL_LEASE_GRACE
-        ),
+def sink_register(sink: UpdateSink) -> None:
+    global _sink
+    _sink = sink
+
+
+def lease_expiry(seconds: float = 0.0) -> datetime:
+    return timezone.now() + timedelta(
+        seconds=seconds + settings.POLL_LEASE_RENEW_INTERVAL + settings.POLL_LEASE_GRACE
     )
-    if not claimed:
-        return None
+
+
+# --- launching ----------------------------------------------------------------------
+
+
+def poller_launch(*, task_id: int, token: str) -> bool:
+    """Take the lease and start the bot's poller in this process; returns at once.
+    False: the token is not current, or another process holds it."""
+    now = timezone.now()
+    taken = BotTask.objects.filter(
+        pk=task_id, status=BotTask.Status.RUNNING, poll_token=token, poll_owner=""
+    ).update(poll_owner=worker_id(), poll_claimed_at=now, last_run_at=now, lease_expires_at=lease_expiry())
+    if not taken:
+        return False
     bot = Bot.objects.get(tasks__pk=task_id)
     try:
         endpoint = telegram.BotEndpoint.of(bot)
     except DecryptionError as failure:
         task_fail(task_id=task_id, token=token, error=str(failure))
-        return None
-    return Lease(task_id=task_id, token=token, endpoint=endpoint, offset=bot.update_offset)
+        return False
+    poller = Poller(task_id=task_id, token=token, endpoint=endpoint, offset=bot.update_offset)
+    aio.run(_pollers.start(poller), timeout=10)  # registered before we return
+    return True
 
 
-def _finish_soon(lease: Lease, future: "Future[Sequence[ptb.Update]]") -> None:
-    # Runs on the I/O loop: never do database work there. Hand it to a thread.
-    global _finisher
-    with _in_flight_lock:
-        if _finisher is None:
-            _finisher = ThreadPoolExecutor(FINISH_THREADS, thread_name_prefix="poll-finish")
-    _finisher.submit(cycle_finish, lease, future)
+# --- one bot's poller -----------------------------------------------------------------
 
 
-def cycle_finish(lease: Lease, future: "Future[Sequence[ptb.Update]]") -> None:
-    close_old_connections()
-    try:
+class Poller:
+    def __init__(self, *, task_id: int, token: str, endpoint: telegram.BotEndpoint, offset: int) -> None:
+        self.task_id, self.token, self.endpoint, self.offset = task_id, token, endpoint, offset
+        self.running: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                updates = await telegram.get_updates(
+                    self.endpoint, offset=self.offset, timeout=settings.TELEGRAM_POLL_TIMEOUT
+                )
+            except telegram.TelegramFailure as failure:
+                failures += 1
+                if not await self._failed(failure, failures):
+                    return
+                continue
+            except Exception:
+                log.exception("task %s: unexpected error while polling", self.task_id)
+                failures += 1
+                failure = telegram.TransientFailure("Unexpected error while polling; see the worker log.")
+                if not await self._failed(failure, failures):
+                    return
+                continue
+            if failures:
+                failures = 0
+                await dbwork.write(_failures_reset, self.task_id, self.token)
+            if updates and not await self._store(updates):
+                return
+
+    async def _store(self, updates: Sequence[ptb.Update]) -> bool:
+        """Store the batch and move the offset; False when the lease is gone."""
         try:
-            updates = future.result()
-        except telegram.TelegramFailure as failure:
-            _poll_failed(lease, failure)
-            return
+            batch = await dbwork.write(_batch_store, self.task_id, self.token, updates)
         except Exception:
-            log.exception("task %s: unexpected error while polling", lease.task_id)
-            _poll_failed(lease, telegram.TransientFailure("Unexpected error while polling; see the worker log."))
-            return
-        _poll_succeeded(lease, updates)
-    except Exception:
-        # The database or broker is down: the lease expires and the supervisor revives.
-        log.exception("task %s: could not finish the poll cycle", lease.task_id)
-    finally:
-        with _in_flight_lock:
-            _in_flight.discard(lease)
-        close_old_connections()
+            # The database is unreachable: the offset stays, Telegram keeps the updates.
+            log.exception("task %s: could not store %s update(s); polling again", self.task_id, len(updates))
+            await asyncio.sleep(1.0)
+            return True
+        if batch is None:
+            return False
+        self.offset = max(self.offset, max(u.update_id for u in updates) + 1)
+        if batch.to_answer and _sink is not None:
+            _sink.answer(batch)
+        return True
 
-
-def _poll_succeeded(lease: Lease, updates: Sequence[ptb.Update]) -> None:
-    task = BotTask.objects.select_related("bot").get(pk=lease.task_id)
-    stored = ingest.updates_store(bot=task.bot, task=task, updates=updates)
-    with transaction.atomic():
-        next_token = _lease_pass(lease, countdown=0, failures=0)
-        if updates and next_token:
-            # After storing, never before: an update Telegram forgets is one we have.
-            Bot.objects.filter(pk=task.bot_id).update(update_offset=updates[-1].update_id + 1)
-        if stored.new_messages:
-            BotTask.objects.filter(pk=lease.task_id).update(
-                messages_processed=F("messages_processed") + len(stored.new_messages)
-            )
-    _replies_enqueue([m.pk for m in stored.to_answer])
-    if next_token:
-        cycle_enqueue(task_id=lease.task_id, token=next_token)
-
-
-def _poll_failed(lease: Lease, failure: telegram.TelegramFailure) -> None:
-    if not _still_ours(lease):
-        # Stopped or revived meanwhile: a newer poller may be what Telegram's 409 was
-        # about. Nothing to record, nothing to hand over.
-        return
-    if isinstance(failure, telegram.TokenRejected):
-        task_fail(task_id=lease.task_id, token=lease.token, error=str(failure))
-        return
-    failures = BotTask.objects.get(pk=lease.task_id).consecutive_failures + 1
-    task_error_record(task_id=lease.task_id, error=str(failure))
-    log.warning("task %s: %s", lease.task_id, failure)
-    _hand_over(lease, countdown=retry_delay(failure, failures), failures=failures)
+    async def _failed(self, failure: telegram.TelegramFailure, failures: int) -> bool:
+        """Record the failure and back off; False when the poller must end."""
+        if isinstance(failure, telegram.TokenRejected):
+            await dbwork.write(lambda: task_fail(task_id=self.task_id, token=self.token, error=str(failure)))
+            return False
+        held = await dbwork.write(_failure_record, self.task_id, self.token, str(failure), failures)
+        if not held:
+            return False  # stopped or revived meanwhile: what the 409 may have been about
+        log.warning("task %s: %s", self.task_id, failure)
+        await asyncio.sleep(retry_delay(failure, failures))
+        return True
 
 
 def retry_delay(failure: telegram.TelegramFailure, failures: int) -> float:
@@ -159,56 +171,160 @@ def retry_delay(failure: telegram.TelegramFailure, failures: int) -> float:
     return delay * random.uniform(0.8, 1.2)
 
 
-def _still_ours(lease: Lease) -> bool:
+# --- the writes a poller makes (each runs inside dbwork's transaction) ----------------
+
+
+def _held(task_id: int, token: str):  # type: ignore[no-untyped-def]
     return BotTask.objects.filter(
-        pk=lease.task_id, status=BotTask.Status.RUNNING, poll_token=lease.token
-    ).exists()
-
-
-def _lease_pass(lease: Lease, *, countdown: float, failures: int) -> str | None:
-    """Give the lease a new token for the next cycle, only if it is still ours.
-    Returns that token, or None when the task was stopped or revived meanwhile."""
-    now, next_token = timezone.now(), uuid.uuid4().hex
-    passed = BotTask.objects.filter(
-        pk=lease.task_id, status=BotTask.Status.RUNNING, poll_token=lease.token
-    ).update(
-        poll_token=next_token, poll_claimed_at=None, last_run_at=now,
-        lease_expires_at=now + timedelta(seconds=countdown + settings.POLL_LEASE_GRACE),
-        consecutive_failures=failures,
+        pk=task_id, status=BotTask.Status.RUNNING, poll_token=token, poll_owner=worker_id()
     )
-    return next_token if passed else None
 
 
-def _hand_over(lease: Lease, *, countdown: float, failures: int) -> bool:
-    """Pass the lease to the next cycle and enqueue it."""
-    next_token = _lease_pass(lease, countdown=countdown, failures=failures)
-    if next_token:
-        cycle_enqueue(task_id=lease.task_id, token=next_token, countdown=countdown)
-    return next_token is not None
+def _batch_store(task_id: int, token: str, updates: Sequence[ptb.Update]) -> StoredBatch | None:
+    task = _held(task_id, token).select_related("bot").first()
+    if task is None:
+        return None
+    batch = _sink.store(task=task, updates=updates) if _sink is not None else StoredBatch()
+    # After storing, never before: an update Telegram forgets is one we have. Never
+    # backwards: an overlapping poller may have moved it further.
+    offset = max(u.update_id for u in updates) + 1
+    Bot.objects.filter(pk=task.bot_id, update_offset__lt=offset).update(update_offset=offset)
+    if batch.new_messages:
+        BotTask.objects.filter(pk=task_id).update(
+            messages_processed=F("messages_processed") + batch.new_messages
+        )
+    return batch
 
 
-def _replies_enqueue(message_ids: list[int]) -> None:
-    from conversations.tasks import reply_to_message  # tasks import this module's app
+def _failure_record(task_id: int, token: str, error: str, failures: int) -> bool:
+    if not _held(task_id, token).update(consecutive_failures=failures):
+        return False
+    task_error_record(task_id=task_id, error=error)
+    return True
 
-    for message_id in message_ids:
-        reply_to_message.delay(message_id)
+
+def _failures_reset(task_id: int, token: str) -> None:
+    _held(task_id, token).update(consecutive_failures=0)
+
+
+# --- this process's pollers, and their leases -------------------------------------------
+
+
+class _Pollers:
+    """The pollers of this process (on the I/O loop only, so no lock is needed)."""
+
+    def __init__(self) -> None:
+        self.running: dict[int, Poller] = {}
+        self._renewer: asyncio.Task[None] | None = None
+
+    async def start(self, poller: Poller) -> None:
+        old = self.running.pop(poller.task_id, None)
+        if old is not None:
+            self._cancel(old)
+        self.running[poller.task_id] = poller
+        poller.running = asyncio.get_running_loop().create_task(self._run(poller))
+        if self._renewer is None or self._renewer.done():
+            self._renewer = chore_start(
+                lambda: settings.POLL_LEASE_RENEW_INTERVAL, self.renew, "poll lease renewal"
+            )
+
+    async def _run(self, poller: Poller) -> None:
+        try:
+            await poller.run()
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            # A bug, not a Telegram failure: the lease is left to expire and the
+            # supervisor revives the bot (with a fresh poller) within a minute.
+            log.exception("task %s: poller ended by an unexpected error", poller.task_id)
+        finally:
+            if self.running.get(poller.task_id) is poller:
+                del self.running[poller.task_id]
+
+    def _cancel(self, poller: Poller) -> None:
+        if poller.running is not None and not poller.running.done():
+            poller.running.cancel()
+
+    async def renew(self) -> None:
+        held = {task_id: poller.token for task_id, poller in self.running.items()}
+        lost = await dbwork.write(_leases_renew, held)
+        for task_id in lost:
+            poller = self.running.get(task_id)
+            if poller is not None and poller.token == held[task_id]:
+                log.info("task %s: lease gone (stopped or revived); poller ends", task_id)
+                self._cancel(poller)
+
+    async def release_all(self) -> list[Poller]:
+        pollers = list(self.running.values())
+        for poller in pollers:
+            self._cancel(poller)
+        self.running.clear()
+        return pollers
+
+
+def _leases_renew(held: dict[int, str]) -> list[int]:
+    """One round for all of this process's pollers: which lost their lease (returned),
+    and renew the rest. A lease this process owns but runs no poller for (its poller
+    died) is expired at once, so the supervisor revives that bot."""
+    owner, now = worker_id(), timezone.now()
+    owned = dict(
+        BotTask.objects.filter(poll_owner=owner, status=BotTask.Status.RUNNING)
+        .values_list("pk", "poll_token")
+    )
+    lost = [task_id for task_id, token in held.items() if owned.get(task_id) != token]
+    orphans = [task_id for task_id, token in owned.items() if held.get(task_id) != token]
+    if orphans:
+        BotTask.objects.filter(pk__in=orphans, poll_owner=owner).update(
+            poll_owner="", lease_expires_at=now
+        )
+    if len(owned) > len(orphans):
+        BotTask.objects.filter(poll_owner=owner, status=BotTask.Status.RUNNING).update(
+            lease_expires_at=lease_expiry(), last_run_at=now
+        )
+    return lost
+
+
+_pollers = _Pollers()
+
+
+def pollers_running() -> list[int]:
+    """Task ids of the pollers this process runs (for tests and diagnostics)."""
+    return sorted(_pollers.running)
+
+
+# --- shutdown ------------------------------------------------------------------------------
 
 
 def leases_release_all() -> int:
-    """On worker shutdown: pass every lease this process holds to a fresh cycle at once,
-    so another worker resumes those bots now instead of after the lease expires."""
-    with _in_flight_lock:
-        leases = list(_in_flight)
-    released = sum(_hand_over(lease, countdown=0, failures=0) for lease in leases)
-    if released:
-        log.info("handed %s poll lease(s) to other workers on shutdown", released)
-    return released
+    """On worker shutdown: end this process's pollers and pass each lease to a fresh
+    poll_cycle at once, so another worker resumes those bots now instead of after the
+    lease expires."""
+    with contextlib.suppress(Exception):
+        pollers = aio.run(_pollers.release_all(), timeout=10)
+        released = sum(_lease_pass(poller) for poller in pollers)
+        if released:
+            log.info("handed %s poll lease(s) to other workers on shutdown", released)
+        return released
+    return 0
 
 
-def finishers_stop() -> None:
-    """Stop this process's finish threads (their database connections go with them)."""
-    global _finisher
-    with _in_flight_lock:
-        finisher, _finisher = _finisher, None
-    if finisher is not None:
-        finisher.shutdown(wait=True)
+def _lease_pass(poller: Poller) -> bool:
+    next_token = uuid.uuid4().hex
+    passed = BotTask.objects.filter(
+        pk=poller.task_id, status=BotTask.Status.RUNNING, poll_token=poller.token
+    ).update(poll_token=next_token, poll_owner="", poll_claimed_at=None, lease_expires_at=lease_expiry())
+    if passed:
+        cycle_enqueue(task_id=poller.task_id, token=next_token)
+    return bool(passed)
+
+
+_stop_lock = threading.Lock()
+
+
+def pollers_stop() -> None:
+    """Tests: end this process's pollers (without handing their leases on) and its
+    periodic chores, and stop the database threads (their connections go with them)."""
+    with _stop_lock, contextlib.suppress(Exception):
+        aio.run(_pollers.release_all(), timeout=10)
+        aio.run(chores_stop(), timeout=10)
+    dbwork.shutdown()

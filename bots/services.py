@@ -36,7 +36,7 @@ def task_start(*, task: BotTask) -> BotTask:
     try:
         with transaction.atomic():
             started = BotTask.objects.filter(pk=task.pk).exclude(status=BotTask.Status.RUNNING).update(
-                status=BotTask.Status.RUNNING, poll_token=token, poll_claimed_at=None,
+                status=BotTask.Status.RUNNING, poll_token=token, poll_owner="", poll_claimed_at=None,
                 lease_expires_at=now + timedelta(seconds=settings.POLL_LEASE_GRACE),
                 started_at=now, stopped_at=None, last_error="", consecutive_failures=0,
                 updated_at=now,
@@ -84,12 +84,13 @@ def _bot_identify(task: BotTask) -> None:
 
 
 def task_stop(*, task: BotTask) -> BotTask:
-    """Takes effect at the poller's next cycle: the cycle in flight finds its lease gone."""
+    """Takes effect within POLL_LEASE_RENEW_INTERVAL: the poller's process finds the lease
+    gone at its next renewal and ends the poller, long poll in flight included."""
     now = timezone.now()
     stopped = BotTask.objects.filter(
         pk=task.pk, status__in=[BotTask.Status.RUNNING, BotTask.Status.PENDING]
     ).update(
-        status=BotTask.Status.STOPPED, poll_token="", poll_claimed_at=None,
+        status=BotTask.Status.STOPPED, poll_token="", poll_owner="", poll_claimed_at=None,
         lease_expires_at=None, stopped_at=now, updated_at=now,
     )
     task.refresh_from_db()
@@ -112,7 +113,8 @@ def task_fail(*, task_id: int, error: str, token: str | None = None) -> bool:
     if token is not None:
         rows = rows.filter(poll_token=token)
     failed = rows.update(
-        status=BotTask.Status.FAILED, poll_token="", poll_claimed_at=None, lease_expires_at=None,
+        status=BotTask.Status.FAILED, poll_token="", poll_owner="", poll_claimed_at=None,
+        lease_expires_at=None,
         stopped_at=now, last_error=error, last_error_at=now, error_count=F("error_count") + 1,
         updated_at=now,
     )

@@ -8,13 +8,12 @@ from bots import polling, supervisor
 
 @shared_task(name="bots.tasks.poll_cycle")
 def poll_cycle(task_id: int, token: str) -> None:
-    polling.cycle_launch(task_id=task_id, token=token)
+    polling.poller_launch(task_id=task_id, token=token)
 
 
 @shared_task(name="bots.tasks.supervise")
 def supervise() -> None:
     supervisor.pollers_revive()
-    supervisor.replies_requeue()
 
 
 @worker_shutting_down.connect

@@ -225,7 +225,7 @@ def delete_webhook(endpoint: BotEndpoint) -> None:
     aio.run(_call(endpoint, "delete_webhook"), timeout=SEND_TIMEOUT + 5)
 
 
-def send_message(
+async def send_message_async(
     endpoint: BotEndpoint,
     *,
     chat_id: int,
@@ -233,20 +233,21 @@ def send_message(
     entities: Sequence[telegram.MessageEntity] | None = None,
     reply_to_message_id: int | None = None,
 ) -> telegram.Message:
+    """sendMessage (on the I/O loop; `await` it there)."""
     reply = (
         telegram.ReplyParameters(message_id=reply_to_message_id, allow_sending_without_reply=True)
         if reply_to_message_id
         else None
     )
-    coro = _call(
+    sent = await _call(
         endpoint, "send_message", chat_id=chat_id, text=text, entities=entities or None,
         reply_parameters=reply, link_preview_options=telegram.LinkPreviewOptions(is_disabled=True),
     )
-    return aio.run(coro, timeout=SEND_TIMEOUT + 5)  # type: ignore[return-value]
+    return sent  # type: ignore[return-value]
 
 
-def send_chat_action(endpoint: BotEndpoint, *, chat_id: int, action: str = "typing") -> None:
-    aio.run(_call(endpoint, "send_chat_action", chat_id=chat_id, action=action), timeout=SEND_TIMEOUT + 5)
+async def send_chat_action_async(endpoint: BotEndpoint, *, chat_id: int, action: str = "typing") -> None:
+    await _call(endpoint, "send_chat_action", chat_id=chat_id, action=action)
 
 
 def forget_clients(bot_id: int) -> None:

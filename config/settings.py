@@ -159,7 +159,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "bots.tasks.poll_cycle": {"queue": "polling"},
     "bots.tasks.*": {"queue": "default"},
-    "conversations.tasks.reply_*": {"queue": "replies"},
+    "conversations.tasks.claims_reap": {"queue": "replies"},
     "conversations.tasks.scheduled_*": {"queue": "scheduled"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -172,16 +172,39 @@ CELERY_BEAT_SCHEDULE = {
         # A backlog of old supervise runs is useless: the next one does the same work.
         "options": {"expires": SUPERVISOR_INTERVAL},
     },
+    "reap-claims": {
+        "task": "conversations.tasks.claims_reap",
+        "schedule": SUPERVISOR_INTERVAL,
+        "options": {"expires": SUPERVISOR_INTERVAL},
+    },
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep our logging (and its redaction)
 
 # --- Telegram ---------------------------------------------------------------
 TELEGRAM_API_BASE_URL = env.str("TELEGRAM_API_BASE_URL", default="https://api.telegram.org/bot")
-# Seconds one getUpdates long poll waits for news. Longer: fewer requests per idle bot;
-# a stop takes effect within one poll.
-TELEGRAM_POLL_TIMEOUT = env.int("TELEGRAM_POLL_TIMEOUT", default=20)
-# How late a poller may check in before the supervisor revives its bot.
-POLL_LEASE_GRACE = env.int("POLL_LEASE_GRACE", default=15)
+# Seconds one getUpdates long poll waits for news. Longer: fewer requests per idle bot
+# (an idle poll costs no database work either way); Stop does not wait for it.
+TELEGRAM_POLL_TIMEOUT = env.int("TELEGRAM_POLL_TIMEOUT", default=50)
+# Each worker renews the poll leases of all its bots in one UPDATE this often; Stop takes
+# effect within this many seconds.
+POLL_LEASE_RENEW_INTERVAL = env.float("POLL_LEASE_RENEW_INTERVAL", default=5.0)
+# How late a renewal may be before the supervisor revives the bot elsewhere: a killed
+# worker's bots poll again within RENEW_INTERVAL + GRACE + SUPERVISOR_INTERVAL seconds.
+POLL_LEASE_GRACE = env.float("POLL_LEASE_GRACE", default=15.0)
+
+# --- Answering and sending (conversations.replies, conversations.outbox) ----
+# A worker's claim on a message it answers or sends lasts this long and is renewed every
+# CLAIM_RENEW_INTERVAL while it works; a dead worker's claims lapse and the reaper (every
+# SUPERVISOR_INTERVAL) takes the rows over: answered within CLAIM_SECONDS + that interval.
+CLAIM_SECONDS = env.float("CLAIM_SECONDS", default=60.0)
+CLAIM_RENEW_INTERVAL = env.float("CLAIM_RENEW_INTERVAL", default=10.0)
+# Take-overs of one message before it is failed (a message that kills its worker each time).
+REPLY_MAX_ATTEMPTS = env.int("REPLY_MAX_ATTEMPTS", default=3)
+# Transient Telegram failures of one part before it is given up.
+OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=5)
+# A part waits this long in memory for a send slot, a flood wait or a back-off; a longer
+# wait hands it back to the database (queued) for the reaper to send when it is due.
+OUTBOX_MAX_INLINE_WAIT = env.float("OUTBOX_MAX_INLINE_WAIT", default=30.0)
 
 # --- Sandbox (the demo chat page with an emulated Telegram) ----------------
 SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=DEBUG)

@@ -1,5 +1,5 @@
 """Sending a scheduled message: claim the firing, write the message once, one
-delivery per target chat, send them in chunks through the rate-limited sender.
+delivery per target chat, hand them to the outbox in chunks.
 
     fire --claim (schedule, slot)--> ScheduledRun PREPARING
          --write the text, one Delivery per chat--> SENDING --lanes--> DONE (or FAILED)
@@ -7,17 +7,18 @@ delivery per target chat, send them in chunks through the rate-limited sender.
 Exactly once, in three layers:
 - the run row is unique per (schedule, slot): a second beat, a re-delivered fire
   task or a replayed "Send now" inserts nothing and so sends nothing;
-- each Delivery is unique per (run, chat) and is claimed PENDING -> SENDING with a
-  conditional UPDATE just before its send, so parallel lanes and re-runs never send
-  one chat twice, and a resumed run sends only what is still PENDING;
-- a delivery left SENDING by a worker that died is never sent again (Telegram may
-  have it: there is no idempotency key), only marked failed by the reaper. The same
-  at-most-once rule as a reply interrupted mid-send (bots.supervisor).
+- each Delivery is unique per (run, chat) and moves PENDING -> SENDING with a
+  conditional UPDATE in the same transaction that creates its outbox rows, so
+  parallel lanes and re-runs never hand one chat to the outbox twice;
+- the outbox sends each row exactly once (its "handed to Telegram" stamp decides what
+  a crash may resend) and settles the delivery (SENT / FAILED) when the chat's last
+  part is done. A worker that dies mid-send is the outbox reaper's business, the same
+  rule as for replies (conversations.reaper).
 
-Sending goes through bots.sending.part_send, so broadcasts and live replies share each
-bot's per-chat and per-bot windows. Lanes run on the "scheduled" queue, each a short
-task that re-enqueues itself, so a 10,000-chat broadcast holds a worker thread or two
-for seconds at a time and never the "replies" queue.
+Broadcast rows carry the bot's broadcast pace (bots.ratelimit) on top of the per-chat
+and per-bot windows live replies share. Lanes run on the "scheduled" queue, each a
+short task that re-enqueues itself, so a 10,000-chat broadcast holds a worker thread or
+two for seconds at a time.
 """
 
 import logging
@@ -30,17 +31,15 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, QuerySet
 from django.utils import timezone
-from telegram import MessageEntity
 
-from bots import ratelimit, sending, telegram
-from bots.formatting import FormattedText
-from config.ratelimit import Window, slot_acquire
-from conversations import scheduling
+from bots import telegram
+from bots.formatting import FormattedText, reply_parts
+from config import aio
+from conversations import outbox, scheduling
 from conversations.models import (
     SCHEDULED_TEXT_MAX_LENGTH,
     Chat,
     Delivery,
-    Message,
     Persona,
     ScheduledMessage,
     ScheduledRun,
@@ -53,15 +52,11 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 50  # deliveries a lane reads at a time (and checks in after)
 LANE_BUDGET = 20.0  # seconds a lane task sends before handing its thread back
-LANE_MAX_WAIT = 5.0  # a lane may sleep this long for a send slot; longer re-queues it
-PACE_MS = 34  # broadcast sends per bot at most one per this: 29.4/s, under Telegram's 30/s
+LANE_SETTLE_CHECK = 2.0  # seconds between a finished lane's looks at chats still in flight
+LANE_SENDS_IN_FLIGHT = 4  # the bot's broadcast pace (bots.ratelimit) allows ~29/s anyway
 LANE_CHECKIN = timedelta(seconds=60)  # a lane silent past this is resumed by the reaper
 CHATS_PER_LANE = 200  # smaller broadcasts use one lane: a second would only add contention
-MAX_ATTEMPTS = 5  # transient Telegram failures of one delivery before it is given up
 PREPARE_STUCK_AFTER = timedelta(minutes=3)  # longer than an AI call with its retries
-SENDING_STUCK_AFTER = timedelta(minutes=3)  # longer than one send with its slot waits
-
-INTERRUPTED = "Interrupted while sending; not sent again to avoid a duplicate."
 
 POST_INSTRUCTIONS = (
     "Now write one message that will be posted as is to the chats you are in, as a "
@@ -80,7 +75,6 @@ class Resumption:
 
     prepare: list[int] = field(default_factory=list)
     lanes: list[tuple[int, int]] = field(default_factory=list)
-    interrupted: int = 0
 
 
 # --- claiming a firing ----------------------------------------------------------------
@@ -233,8 +227,9 @@ def _deliveries_create(run: ScheduledRun) -> int:
 
 
 def run_lane_send(*, run_id: int, lane: int, budget: float = LANE_BUDGET) -> LaneOutcome:
-    """Send this lane's pending deliveries for up to `budget` seconds. Returns when to
-    run again (more to send, or a rate limit / flood wait), or None when done."""
+    """Hand this lane's pending deliveries to the outbox, a batch at a time, for up to
+    `budget` seconds. Returns when to run again (more to send, or a flood wait), or
+    None when done."""
     run = _run_load(run_id)
     if run is None or run.state != ScheduledRun.State.SENDING:
         return LaneOutcome()
@@ -243,25 +238,24 @@ def run_lane_send(*, run_id: int, lane: int, budget: float = LANE_BUDGET) -> Lan
     except DecryptionError as failure:
         run_fail(run=run, error=str(failure))
         return LaneOutcome()
-    parts = sending.reply_parts(run.text, max_length=SCHEDULED_TEXT_MAX_LENGTH)
+    texts = reply_parts(run.text, max_length=SCHEDULED_TEXT_MAX_LENGTH)
     deadline = time.monotonic() + budget
     while time.monotonic() < deadline:
-        batch = list(_lane_pending(run, lane)[:BATCH_SIZE])
-        if not batch:
-            run_finish(run_id=run.pk)
-            return LaneOutcome()
-        for delivery in batch:
-            try:
-                wait = _delivery_send(run, delivery, endpoint, parts)
-            except telegram.TokenRejected as failure:
-                run_fail(run=run, error=str(failure))
+        pending = list(_lane_pending(run, lane).values_list("pk", flat=True)[:BATCH_SIZE])
+        if not pending:
+            if run_finish(run_id=run.pk):
                 return LaneOutcome()
-            if wait is not None:
-                _checkin(run, extra=wait)
-                return LaneOutcome(retry_in=max(wait, 0.05))
-            if time.monotonic() >= deadline:
-                break
-        _checkin(run)
+            # Chats still with the outbox (a flood wait, a dead worker's sends the reaper
+            # takes over): look again shortly; the run closes when they are settled.
+            return LaneOutcome(retry_in=LANE_SETTLE_CHECK)
+        parts = _deliveries_enqueue(run, pending, texts, endpoint)
+        sent = aio.run(outbox.parts_send(parts, concurrency=LANE_SENDS_IN_FLIGHT))
+        if sent.token_rejected:
+            run_fail(run=run, error=sent.token_rejected)
+            return LaneOutcome()
+        _checkin(run, extra=sent.retry_in or 0.0)
+        if sent.retry_in is not None:  # a flood wait or back-off: the lane waits it out
+            return LaneOutcome(retry_in=max(sent.retry_in, 0.05))
     return LaneOutcome(retry_in=0)
 
 
@@ -269,96 +263,32 @@ def _lane_pending(run: ScheduledRun, lane: int) -> QuerySet[Delivery]:
     pending = Delivery.objects.filter(run=run, state=Delivery.State.PENDING)
     if run.lanes > 1:  # lanes split the chats by id, so they never race for a row
         pending = pending.alias(lane=F("id") % run.lanes).filter(lane=lane)
-    return pending.select_related("chat").order_by("id")
+    return pending.order_by("id")
 
 
-def _delivery_send(
-    run: ScheduledRun, delivery: Delivery, endpoint: telegram.BotEndpoint, parts: list[FormattedText]
-) -> float | None:
-    """Send one chat its message. Returns seconds to wait before the lane goes on
-    (the delivery is PENDING again), or None to go on with the next chat."""
-    if not _delivery_move(delivery, Delivery.State.PENDING, Delivery.State.SENDING):
-        return None  # another lane or run has it
-    chat = delivery.chat
-    if not chat.is_active:
-        _delivery_close(delivery, Delivery.State.SKIPPED, f"Chat inactive: {chat.inactive_reason}")
-        return None
-    try:
-        first_id = _parts_send(run, chat, endpoint, parts)
-    except ratelimit.SlotUnavailable as busy:
-        _delivery_move(delivery, Delivery.State.SENDING, Delivery.State.PENDING)
-        return busy.wait
-    except telegram.FloodWait as flood:
-        _delivery_move(delivery, Delivery.State.SENDING, Delivery.State.PENDING)
-        return flood.retry_after
-    except telegram.ChatUnavailable as gone:
-        _chat_deactivate(chat, str(gone))
-        _delivery_close(delivery, Delivery.State.FAILED, str(gone))
-        return None
-    except telegram.TransientFailure as failure:
-        return _retry_or_fail(delivery, str(failure))
-    except telegram.TokenRejected as failure:
-        _delivery_close(delivery, Delivery.State.FAILED, str(failure))
-        raise
-    except telegram.TelegramFailure as failure:
-        _delivery_close(delivery, Delivery.State.FAILED, str(failure))
-        return None
-    _delivery_close(delivery, Delivery.State.SENT, telegram_message_id=first_id)
-    return None
-
-
-def _parts_send(
-    run: ScheduledRun, chat: Chat, endpoint: telegram.BotEndpoint, parts: list[FormattedText]
-) -> int | None:
-    """Send the parts Telegram has not accepted yet (stored first, like a reply's,
-    so a deferred delivery never repeats a part). Returns the first part's id."""
-    rows = list(Message.objects.filter(scheduled_run=run, chat=chat).order_by("id"))
-    if not rows:
-        rows = [
-            Message.objects.create(
-                bot_id=chat.bot_id, chat=chat, direction=Message.Direction.OUT, text=part.text,
-                entities=[e.to_dict() for e in part.entities], scheduled_id=run.scheduled_id,
-                scheduled_run=run, ai_model=run.ai_model,
+def _deliveries_enqueue(
+    run: ScheduledRun, delivery_ids: list[int], texts: list[FormattedText], endpoint: telegram.BotEndpoint
+) -> list[outbox.Part]:
+    """Move each delivery to SENDING and create its outbox rows, in one transaction: a
+    delivery is handed to the outbox exactly once (the conditional UPDATE decides)."""
+    now, parts = timezone.now(), []
+    with transaction.atomic():
+        for delivery in Delivery.objects.filter(pk__in=delivery_ids).select_related("chat"):
+            if not Delivery.objects.filter(pk=delivery.pk, state=Delivery.State.PENDING).update(
+                state=Delivery.State.SENDING, updated_at=now
+            ):
+                continue  # another lane or run has it
+            chat = delivery.chat
+            if not chat.is_active:
+                Delivery.objects.filter(pk=delivery.pk).update(
+                    state=Delivery.State.SKIPPED, error=f"Chat inactive: {chat.inactive_reason}"[:500]
+                )
+                continue
+            parts += outbox.parts_create(
+                bot=run.scheduled.bot, chat=chat, parts=texts, scheduled_run=run,
+                first_fields={"ai_model": run.ai_model}, endpoint=endpoint,
             )
-            for part in parts
-        ]
-    for row in rows:
-        if row.telegram_message_id is not None:
-            continue
-        _pace(chat.bot_id)
-        row.telegram_message_id = sending.part_send(
-            endpoint=endpoint, chat_id=chat.telegram_id, is_group=chat.is_group,
-            part=FormattedText(row.text, [MessageEntity.de_json(e, None) for e in row.entities]),
-            reply_to_message_id=None, max_wait=LANE_MAX_WAIT,
-        )
-        now = timezone.now()
-        Message.objects.filter(pk=row.pk).update(
-            telegram_message_id=row.telegram_message_id, telegram_date=now, updated_at=now
-        )
-    return rows[0].telegram_message_id if rows else None
-
-
-def _pace(bot_id: int) -> None:
-    """One broadcast send per PACE_MS per bot, across lanes and workers. The per-bot
-    window alone lets 30 go at once and then 30 more a second later; measured where
-    Telegram receives them, jitter can put 31 in a second. Evenly spaced sends stay
-    under the limit there, and leave the bot a little room for its live replies."""
-    slot_acquire(
-        windows=[Window(f"botfleet:rate:broadcast:{bot_id}", 1, PACE_MS)],
-        block_key=f"botfleet:rate:broadcast-block:{bot_id}", max_wait=LANE_MAX_WAIT,
-    )
-
-
-def _retry_or_fail(delivery: Delivery, error: str) -> float | None:
-    attempts = delivery.attempts + 1
-    if attempts >= MAX_ATTEMPTS:
-        _delivery_close(delivery, Delivery.State.FAILED, f"Gave up after {attempts} attempts: {error}")
-        return None
-    Delivery.objects.filter(pk=delivery.pk, state=Delivery.State.SENDING).update(
-        state=Delivery.State.PENDING, attempts=attempts, error=error, updated_at=timezone.now()
-    )
-    # Network trouble is seldom one chat's: the whole lane backs off.
-    return float(min(2**attempts, 60))
+    return parts
 
 
 # --- finishing, failing, resuming -----------------------------------------------------------
@@ -422,9 +352,6 @@ def runs_resume(*, now: datetime | None = None) -> Resumption:
     interrupted mid-send, and hand back runs whose worker went silent."""
     now = now or timezone.now()
     found = Resumption()
-    found.interrupted = Delivery.objects.filter(
-        state=Delivery.State.SENDING, updated_at__lt=now - SENDING_STUCK_AFTER
-    ).update(state=Delivery.State.FAILED, error=INTERRUPTED, updated_at=now)
     for run_id, updated_at in ScheduledRun.objects.filter(
         state=ScheduledRun.State.PREPARING, updated_at__lt=now - PREPARE_STUCK_AFTER
     ).values_list("pk", "updated_at"):
@@ -439,7 +366,7 @@ def runs_resume(*, now: datetime | None = None) -> Resumption:
         )
         if taken and not run_finish(run_id=run_id):
             found.lanes += [(run_id, lane) for lane in range(lanes)]
-    if found.prepare or found.lanes or found.interrupted:
+    if found.prepare or found.lanes:
         log.warning("scheduled runs resumed: %s", found)
     return found
 
@@ -451,26 +378,3 @@ def _checkin(run: ScheduledRun, extra: float = 0.0) -> None:
     ScheduledRun.objects.filter(pk=run.pk, state=ScheduledRun.State.SENDING).update(
         heartbeat_at=timezone.now() + LANE_CHECKIN + timedelta(seconds=extra)
     )
-
-
-def _delivery_move(delivery: Delivery, from_state: str, to_state: str) -> bool:
-    return (
-        Delivery.objects.filter(pk=delivery.pk, state=from_state)
-        .update(state=to_state, updated_at=timezone.now())
-        == 1
-    )
-
-
-def _delivery_close(
-    delivery: Delivery, state: str, error: str = "", telegram_message_id: int | None = None
-) -> None:
-    now = timezone.now()
-    Delivery.objects.filter(pk=delivery.pk, state=Delivery.State.SENDING).update(
-        state=state, error=error[:2000], telegram_message_id=telegram_message_id,
-        sent_at=now if state == Delivery.State.SENT else None, updated_at=now,
-    )
-
-
-def _chat_deactivate(chat: Chat, reason: str) -> None:
-    Chat.objects.filter(pk=chat.pk).update(is_active=False, inactive_reason=reason[:255])
-    log.info("chat %s of bot %s marked inactive: %s", chat.telegram_id, chat.bot_id, reason)

@@ -128,6 +128,13 @@ class Message(models.Model):
         REPLIED = "replied"
         FAILED = "failed"
 
+    class SendState(models.TextChoices):
+        NONE = "", "Not an outgoing part"
+        QUEUED = "queued", "Queued to send"
+        SENDING = "sending", "Being sent"
+        SENT = "sent"
+        FAILED = "failed"
+
     bot = models.ForeignKey("bots.Bot", on_delete=models.CASCADE, related_name="messages")
     chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="messages")
     sender = models.ForeignKey(
@@ -155,7 +162,27 @@ class Message(models.Model):
     reply_state = models.CharField(
         max_length=16, choices=ReplyState.choices, default=ReplyState.NONE, db_index=True
     )
-    reply_attempts = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Incoming: answering attempts. Outgoing: send attempts."
+    )
+    # --- the outbox: an outgoing row is a message part to send (conversations.outbox) ---
+    send_state = models.CharField(
+        max_length=8, choices=SendState.choices, blank=True, default=SendState.NONE
+    )
+    send_after = models.DateTimeField(
+        null=True, blank=True, help_text="Outgoing: not before this time (back-off, flood wait)."
+    )
+    handed_at = models.DateTimeField(
+        "handed to Telegram", null=True, blank=True,
+        help_text="Stamped just before the send request. A part with this stamp and no "
+        "Telegram id is never sent again (Telegram may have it).",
+    )
+    quote_telegram_message_id = models.BigIntegerField(
+        null=True, blank=True, help_text="Outgoing: the Telegram message this part quotes."
+    )
+    # --- the claim: which worker answers (incoming) or sends (outgoing) this row ------
+    claimed_by = models.CharField(max_length=64, blank=True, editable=False)
+    claim_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     ai_model = models.CharField(max_length=100, blank=True)
     ai_latency_ms = models.PositiveIntegerField(null=True, blank=True)
     tokens_in = models.PositiveIntegerField(null=True, blank=True)
@@ -189,6 +216,19 @@ class Message(models.Model):
             models.Index(fields=["chat", "created_at"]),
             # A broadcast looks up the parts it stored for one chat of one run.
             models.Index(fields=["scheduled_run", "chat"], name="message_run_chat"),
+            # The reaper's and the claim renewal's look-ups: only open rows are indexed.
+            models.Index(
+                fields=["claim_expires_at"], name="message_open_claims",
+                condition=Q(claim_expires_at__isnull=False),
+            ),
+            models.Index(
+                fields=["claimed_by"], name="message_claimed_by",
+                condition=~Q(claimed_by=""),
+            ),
+            models.Index(
+                fields=["send_state", "send_after"], name="message_outbox_open",
+                condition=Q(send_state__in=["queued", "sending"]),
+            ),
         ]
 
     def __str__(self) -> str:

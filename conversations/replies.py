@@ -1,42 +1,49 @@
-"""Answering one incoming message: compose, send in parts, log what was sent.
+"""Answering stored messages as a batch, on the process's I/O loop.
+
+    a stored batch, claimed for this process ─▶ answer_start(items)
+      take each chat's turn at once (a chat's messages are answered in the order stored)
+      one read: the messages with their bots, personas, credentials, tasks, AI context
+      per chat, in order (chats side by side):
+        compose: the persona's fixed line, or the AI through the credential's async client
+        ─▶ one write: the parts become outbox rows; the message moves to SENDING
+        ─▶ the outbox sends them and closes the message (REPLIED / FAILED)
+
+A batch's AI calls run concurrently, bounded by each credential's rate limit, not by
+threads; its writes share transactions with everything else the process writes
+(config.dbwork).
 
 The incoming message's reply_state is the source of truth:
 
-    PENDING --claim--> GENERATING --parts stored--> SENDING --all sent--> REPLIED
-                                  (or FAILED, or NONE when the task was stopped)
+    GENERATING (claimed) --parts queued--> SENDING --all parts sent--> REPLIED
+                         (or FAILED; NONE when the bot's task was stopped)
 
-Safe to run twice: only the run that moves PENDING to GENERATING does anything. A send
-that must wait (rate limit, 429) puts the message back to PENDING with its parts
-stored, and the next run sends only the parts Telegram has not yet accepted, so a
-deferred or retried reply never repeats a part and never changes its wording.
+A claimed message whose process dies is taken over by the reaper after its claim
+expires and answered from the start (nothing of it was sent: its parts did not exist).
 """
 
+import asyncio
 import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
-from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
-from telegram import MessageEntity
 
-from bots import ratelimit, sending, telegram
-from bots.formatting import FormattedText
+from bots import telegram
+from bots.formatting import FormattedText, reply_parts
 from bots.models import BotTask
-from bots.services import task_error_record
-from conversations import context, wording
-from conversations.models import Chat, Message, Persona
+from config import aio, dbwork
+from conversations import claims, context, outbox, wording
+from conversations.models import Message, Persona
 from credentials.encryption import DecryptionError
-from credentials.generation import reply_generate
-from credentials.providers import ProviderError
+from credentials.generation import reply_generate_async
+from credentials.models import AICredential
+from credentials.providers import GenerationRequest, ProviderError
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 5  # transient Telegram failures before a reply is given up
-
-
-@dataclass(frozen=True)
-class ReplyOutcome:
-    retry_in: float | None = None  # seconds; None = done (replied, failed or skipped)
+TASK_STOPPED = "Not answered: the bot's task was stopped."
 
 
 @dataclass(frozen=True)
@@ -49,135 +56,229 @@ class Composition:
     finish_reason: str = ""
     error: str = ""
 
-
-def reply_process(*, message_id: int) -> ReplyOutcome:
-    if not _state_move(message_id, Message.ReplyState.PENDING, Message.ReplyState.GENERATING):
-        return ReplyOutcome()  # already being handled, or done
-    message = Message.objects.select_related(
-        "bot__persona", "bot__credential", "chat", "sender"
-    ).get(pk=message_id)
-    task = BotTask.objects.filter(bot=message.bot, status=BotTask.Status.RUNNING).first()
-    if task is None:
-        _close(message, Message.ReplyState.NONE, "Not answered: the bot's task was stopped.")
-        return ReplyOutcome()
-    if not message.chat.is_active:
-        _close(message, Message.ReplyState.FAILED, f"Chat inactive: {message.chat.inactive_reason}")
-        return ReplyOutcome()
-    return _deliver(message, task)
+    def fields(self) -> dict[str, object]:
+        """What the first part of the reply records of how it was written."""
+        return {
+            "ai_model": self.ai_model, "ai_latency_ms": self.ai_latency_ms,
+            "tokens_in": self.tokens_in, "tokens_out": self.tokens_out,
+            "finish_reason": self.finish_reason, "error": self.error,
+        }
 
 
-def _deliver(message: Message, task: BotTask) -> ReplyOutcome:
-    # Three write transactions for a one-part reply (claim, parts stored, sent and
-    # closed): on SQLite every one waits for the single writer lock.
+@dataclass(frozen=True)
+class _Job:
+    """One message to answer, with everything loaded (the I/O loop must not query)."""
+
+    message: Message
+    persona: Persona
+    max_length: int = 0
+    endpoint: telegram.BotEndpoint | None = None
+    fixed: str | None = None  # the persona's own line, no AI
+    credential: AICredential | None = None
+    request: GenerationRequest | None = None
+    remote: bool = False  # a networked AI: worth a "typing…" first
+    skip_state: str = ""  # close without answering, in this state…
+    skip_reason: str = ""  # …for this reason
+
+
+# --- entry points ----------------------------------------------------------------------
+
+
+def answer_start(items: Sequence[tuple[int, int]]) -> "asyncio.Task[None]":
+    """On the I/O loop: answer these (message id, chat id) pairs, claimed by this
+    process. Each chat's turn is taken now, before anything is awaited, so a later
+    batch of the same chat is answered after this one."""
+    turns = {chat: _turns.take(chat) for chat in dict.fromkeys(chat for _, chat in items)}
+    task = asyncio.get_running_loop().create_task(_batch_answer([m for m, _ in items], turns))
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
+
+
+def answer_soon(items: Sequence[tuple[int, int]]) -> "Future[None]":
+    """From any thread but the loop's: the same, returning a future of the whole batch."""
+
+    async def answer() -> None:
+        await answer_start(items)
+
+    return aio.submit(answer())
+
+
+def messages_answer(*, message_ids: Sequence[int], timeout: float = 120) -> None:
+    """Answer messages this process has claimed, and wait (tests, shell)."""
+    items = list(
+        Message.objects.filter(pk__in=message_ids).order_by("id").values_list("pk", "chat_id")
+    )
+    answer_soon(items).result(timeout)
+
+
+_background: set["asyncio.Task[None]"] = set()  # a task nobody holds can be collected
+
+
+# --- a chat's turn --------------------------------------------------------------------------
+
+
+class _Turn:
+    def __init__(self, previous: "asyncio.Future[None] | None", mine: "asyncio.Future[None]") -> None:
+        self.previous, self.mine = previous, mine
+
+    async def wait(self) -> None:
+        if self.previous is not None:
+            await asyncio.shield(self.previous)
+
+
+class _ChatTurns:
+    """First come, first answered, per chat (on the I/O loop only)."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, asyncio.Future[None]] = {}
+
+    def take(self, chat_id: int) -> _Turn:
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        turn = _Turn(self._last.get(chat_id), mine)
+        self._last[chat_id] = mine
+        return turn
+
+    def done(self, chat_id: int, turn: _Turn) -> None:
+        turn.mine.set_result(None)
+        if self._last.get(chat_id) is turn.mine:
+            del self._last[chat_id]
+
+
+_turns = _ChatTurns()
+
+
+# --- answering --------------------------------------------------------------------------------
+
+
+async def _batch_answer(message_ids: list[int], turns: dict[int, _Turn]) -> None:
+    with claims.working.on(message_ids):
+        try:
+            jobs = await dbwork.read(_jobs_load, message_ids)
+        except Exception:
+            # Their claims lapse (no longer renewed) and the reaper answers them.
+            log.exception("could not load %s message(s) to answer", len(message_ids))
+            jobs = []
+        by_chat: dict[int, list[_Job]] = defaultdict(list)
+        for job in jobs:
+            by_chat[job.message.chat_id].append(job)
+        await asyncio.gather(*(_chat_answer(chat, by_chat[chat], turn) for chat, turn in turns.items()))
+
+
+async def _chat_answer(chat_id: int, jobs: list[_Job], turn: _Turn) -> None:
+    await turn.wait()
     try:
-        endpoint = telegram.BotEndpoint.of(message.bot)
-        parts = list(message.replies.order_by("id"))
-        if parts:  # a deferred reply resumes with the parts it stored
-            _state_move(message.pk, Message.ReplyState.GENERATING, Message.ReplyState.SENDING)
-        else:  # stores them and moves to sending in one transaction
-            parts = _parts_create(message, task, endpoint)
-        _parts_send(message, task, endpoint, parts)
-    except ratelimit.SlotUnavailable as wait:
-        return _defer(message, wait.wait)
-    except telegram.FloodWait as flood:
-        return _defer(message, flood.retry_after)
-    except telegram.ChatUnavailable as gone:
-        _chat_deactivate(message.chat, str(gone))
-        _close(message, Message.ReplyState.FAILED, str(gone))
-        return ReplyOutcome()
-    except telegram.TransientFailure as failure:
-        return _retry_or_fail(message, task, str(failure))
-    except (telegram.TelegramFailure, DecryptionError) as failure:
-        _close(message, Message.ReplyState.FAILED, str(failure))
-        task_error_record(task_id=task.pk, error=f"Reply failed: {failure}")
-        return ReplyOutcome()
-    return ReplyOutcome()
+        for job in jobs:
+            try:
+                await _answer_one(job)
+            except Exception:
+                # A bug or the database: the claim lapses and the reaper tries again
+                # (a bounded number of times).
+                log.exception("message %s: answering failed", job.message.pk)
+    finally:
+        _turns.done(chat_id, turn)
 
 
-def _parts_create(message: Message, task: BotTask, endpoint: telegram.BotEndpoint) -> list[Message]:
-    composition = reply_compose(message=message, task=task, endpoint=endpoint)
-    parts = sending.reply_parts(composition.text, max_length=task.max_response_length)
-    if not parts:  # never send an empty message
-        parts = sending.reply_parts(_persona(message).fallback_reply, max_length=task.max_response_length)
-    rows = [
-        Message(
-            bot=message.bot, chat=message.chat, direction=Message.Direction.OUT,
-            text=part.text, entities=[e.to_dict() for e in part.entities], reply_to=message,
-            **(_ai_fields(composition) if index == 0 else {}),
-        )
-        for index, part in enumerate(parts)
-    ]
-    with transaction.atomic():
-        for row in rows:  # one by one: bulk_create returns no ids on SQLite < 3.35 backends
-            row.save(force_insert=True)
-        _state_move(message.pk, Message.ReplyState.GENERATING, Message.ReplyState.SENDING)
-    return rows
+async def _answer_one(job: _Job) -> None:
+    if job.skip_state:
+        await dbwork.write(_close, job.message.pk, job.skip_state, job.skip_reason)
+        return
+    composition = await _compose(job)
+    parts = _parts(composition.text, job) or _parts(job.persona.fallback_reply, job)
+    if not parts:  # never an empty message: the persona's fallback is empty too
+        await dbwork.write(_close, job.message.pk, Message.ReplyState.FAILED, "Nothing to send.")
+        return
+    rows = await dbwork.write(_reply_enqueue, job, composition, parts)
+    if rows:
+        await outbox.parts_send(rows)
 
 
-def _ai_fields(composition: Composition) -> dict[str, object]:
-    return {
-        "ai_model": composition.ai_model, "ai_latency_ms": composition.ai_latency_ms,
-        "tokens_in": composition.tokens_in, "tokens_out": composition.tokens_out,
-        "finish_reason": composition.finish_reason, "error": composition.error,
-    }
-
-
-def _parts_send(
-    message: Message, task: BotTask, endpoint: telegram.BotEndpoint, parts: list[Message]
-) -> None:
-    """Send the parts Telegram has not accepted yet; the last one closes the reply."""
-    # In groups the first part quotes the question, so people see whom the bot answers.
-    quote = message.telegram_message_id if message.chat.is_group else None
-    already_sent = any(part.telegram_message_id for part in parts)
-    unsent = [part for part in parts if part.telegram_message_id is None]
-    for index, part in enumerate(unsent):
-        telegram_id = sending.part_send(
-            endpoint=endpoint,
-            chat_id=message.chat.telegram_id,
-            is_group=message.chat.is_group,
-            part=FormattedText(part.text, _entities(part)),
-            reply_to_message_id=None if already_sent else quote,
-        )
-        already_sent = True
-        now = timezone.now()
-        with transaction.atomic():
-            Message.objects.filter(pk=part.pk).update(
-                telegram_message_id=telegram_id, telegram_date=now, updated_at=now
-            )
-            if index == len(unsent) - 1:
-                _close(message, Message.ReplyState.REPLIED)
-                BotTask.objects.filter(pk=task.pk).update(replies_sent=F("replies_sent") + 1)
-
-
-def _entities(part: Message) -> list[MessageEntity]:
-    return [MessageEntity.de_json(e, None) for e in part.entities]
-
-
-def reply_compose(*, message: Message, task: BotTask, endpoint: telegram.BotEndpoint) -> Composition:
-    persona = _persona(message)
-    fixed = _fixed_line(message, persona)
-    if fixed is not None:
-        return Composition(text=fixed)
-    credential = message.bot.credential if task.use_ai else None
-    remote = credential is not None and credential.provider != credential.Provider.OFFLINE
-    if remote:
-        # Worth a request only when the answer takes a while: an offline one is instant.
-        _typing(endpoint, message.chat.telegram_id)
-    request = context.generation_request(message=message, persona=persona, with_history=remote)
+def _parts(text: str, job: _Job) -> list[FormattedText]:
     try:
-        result = reply_generate(credential=credential, request=request)
-    except ProviderError as failure:
-        return Composition(text=persona.fallback_reply, error=str(failure))
+        return reply_parts(text, max_length=job.max_length)
+    except Exception:
+        log.exception("message %s: could not format the reply; sending the fallback", job.message.pk)
+        return []
+
+
+async def _compose(job: _Job) -> Composition:
+    if job.fixed is not None:
+        return Composition(text=job.fixed)
+    assert job.request is not None
+    if job.remote and job.endpoint is not None:
+        _typing(job.endpoint, job.message.chat.telegram_id)
+    try:
+        result = await reply_generate_async(credential=job.credential, request=job.request)
+    except (ProviderError, DecryptionError) as failure:
+        return Composition(text=job.persona.fallback_reply, error=str(failure))
+    except Exception:
+        # Never silence: whatever broke, the person gets the persona's fallback line.
+        log.exception("message %s: the AI call failed unexpectedly", job.message.pk)
+        return Composition(text=job.persona.fallback_reply, error="Unexpected error from the AI provider; see the worker log.")
     if not result.text.strip():
         return Composition(
-            text=persona.fallback_reply, ai_model=result.model, finish_reason=result.finish_reason,
-            error="The AI returned no text.",
+            text=job.persona.fallback_reply, ai_model=result.model,
+            finish_reason=result.finish_reason, error="The AI returned no text.",
         )
     return Composition(
         text=result.text, ai_model=result.model, ai_latency_ms=result.latency_ms,
-        tokens_in=result.tokens_in, tokens_out=result.tokens_out,
-        finish_reason=result.finish_reason,
+        tokens_in=result.tokens_in, tokens_out=result.tokens_out, finish_reason=result.finish_reason,
     )
+
+
+def _typing(endpoint: telegram.BotEndpoint, chat_id: int) -> None:
+    async def send() -> None:
+        try:
+            await telegram.send_chat_action_async(endpoint, chat_id=chat_id)
+        except telegram.TelegramFailure:
+            pass  # only a courtesy: the reply itself will surface any real problem
+
+    task = asyncio.get_running_loop().create_task(send())
+    _typing_tasks.add(task)
+    task.add_done_callback(_typing_tasks.discard)
+
+
+_typing_tasks: set["asyncio.Task[None]"] = set()
+
+
+# --- reads and writes (on dbwork's threads) ----------------------------------------------------
+
+
+def _jobs_load(message_ids: list[int]) -> list[_Job]:
+    rows = list(
+        claims.mine(Message.objects.filter(pk__in=message_ids, reply_state=Message.ReplyState.GENERATING))
+        .select_related("bot__persona", "bot__credential", "chat", "sender")
+        .order_by("id")
+    )
+    tasks = {
+        task.bot_id: task
+        for task in BotTask.objects.filter(
+            bot_id__in={row.bot_id for row in rows}, status=BotTask.Status.RUNNING
+        )
+    }
+    return [_job(row, tasks.get(row.bot_id)) for row in rows]
+
+
+def _job(message: Message, task: BotTask | None) -> _Job:
+    persona = message.bot.persona or Persona(name="default", instructions="You are a helpful assistant.")
+    if task is None:
+        return _Job(message, persona, skip_state=Message.ReplyState.NONE, skip_reason=TASK_STOPPED)
+    if not message.chat.is_active:
+        return _Job(message, persona, skip_state=Message.ReplyState.FAILED,
+                    skip_reason=f"Chat inactive: {message.chat.inactive_reason}")
+    try:
+        endpoint = telegram.BotEndpoint.of(message.bot)
+    except DecryptionError as failure:
+        return _Job(message, persona, skip_state=Message.ReplyState.FAILED, skip_reason=str(failure))
+    fixed = _fixed_line(message, persona)
+    if fixed is not None:
+        return _Job(message, persona, task.max_response_length, endpoint, fixed=fixed)
+    credential = message.bot.credential if task.use_ai else None
+    remote = credential is not None and credential.provider != AICredential.Provider.OFFLINE
+    # The offline provider never reads the history: its query is the costliest part.
+    request = context.generation_request(message=message, persona=persona, with_history=remote)
+    return _Job(message, persona, task.max_response_length, endpoint,
+                credential=credential, request=request, remote=remote)
 
 
 def _fixed_line(message: Message, persona: Persona) -> str | None:
@@ -189,52 +290,24 @@ def _fixed_line(message: Message, persona: Persona) -> str | None:
     return None
 
 
-def _typing(endpoint: telegram.BotEndpoint, chat_id: int) -> None:
-    try:
-        telegram.send_chat_action(endpoint, chat_id=chat_id)
-    except telegram.TelegramFailure:
-        pass  # only a courtesy: the reply itself will surface any real problem
-
-
-def _persona(message: Message) -> Persona:
-    return message.bot.persona or Persona(name="default", instructions="You are a helpful assistant.")
-
-
-# --- state changes ---------------------------------------------------------------
-
-
-def _state_move(message_id: int, from_state: str, to_state: str) -> bool:
-    return (
-        Message.objects.filter(pk=message_id, reply_state=from_state)
-        .update(reply_state=to_state, updated_at=timezone.now())
-        == 1
+def _close(message_id: int, state: str, error: str) -> None:
+    claims.mine(Message.objects.filter(pk=message_id)).update(
+        reply_state=state, error=error, updated_at=timezone.now(), **claims.RELEASED
     )
 
 
-def _close(message: Message, state: str, error: str = "") -> None:
-    fields: dict[str, object] = {"reply_state": state, "updated_at": timezone.now()}
-    if error:
-        fields["error"] = error
-    Message.objects.filter(pk=message.pk).update(**fields)
-
-
-def _defer(message: Message, seconds: float) -> ReplyOutcome:
-    Message.objects.filter(pk=message.pk).update(
-        reply_state=Message.ReplyState.PENDING, updated_at=timezone.now()
+def _reply_enqueue(job: _Job, composition: Composition, parts: list[FormattedText]) -> list[outbox.Part]:
+    """The parts become outbox rows and the message moves to SENDING, together; nothing
+    when another process took the message over meanwhile."""
+    message = job.message
+    moved = claims.mine(
+        Message.objects.filter(pk=message.pk, reply_state=Message.ReplyState.GENERATING)
+    ).update(reply_state=Message.ReplyState.SENDING, updated_at=timezone.now(), **claims.RELEASED)
+    if not moved or job.endpoint is None:
+        return []
+    return outbox.parts_create(
+        bot=message.bot, chat=message.chat, parts=parts, reply_to=message,
+        # In groups the first part quotes the question, so people see whom the bot answers.
+        quote=message.telegram_message_id if message.chat.is_group else None,
+        first_fields=composition.fields(), endpoint=job.endpoint,
     )
-    return ReplyOutcome(retry_in=max(seconds, 0.05))
-
-
-def _retry_or_fail(message: Message, task: BotTask, error: str) -> ReplyOutcome:
-    attempts = message.reply_attempts + 1
-    Message.objects.filter(pk=message.pk).update(reply_attempts=attempts, error=error)
-    if attempts >= MAX_ATTEMPTS:
-        _close(message, Message.ReplyState.FAILED, f"Gave up after {attempts} attempts: {error}")
-        task_error_record(task_id=task.pk, error=f"Reply failed: {error}")
-        return ReplyOutcome()
-    return _defer(message, min(2**attempts, 60))
-
-
-def _chat_deactivate(chat: Chat, reason: str) -> None:
-    Chat.objects.filter(pk=chat.pk).update(is_active=False, inactive_reason=reason[:255])
-    log.info("chat %s of bot %s marked inactive: %s", chat.telegram_id, chat.bot_id, reason)

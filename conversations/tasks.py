@@ -2,16 +2,13 @@
 
 from celery import shared_task
 
-from conversations import broadcasts, replies
+from conversations import broadcasts, reaper
 
 
-@shared_task(name="conversations.tasks.reply_to_message")
-def reply_to_message(message_id: int) -> None:
-    outcome = replies.reply_process(message_id=message_id)
-    if outcome.retry_in is not None:
-        # A new message rather than self.retry(): waits for rate limits are not
-        # failures and must not count against a retry budget.
-        reply_to_message.apply_async((message_id,), countdown=outcome.retry_in)
+@shared_task(name="conversations.tasks.claims_reap")
+def claims_reap() -> None:
+    """Beat: take over answers and sends whose worker died (their work runs here)."""
+    reaper.claims_reap_and_resume()
 
 
 # --- scheduled messages (queue "scheduled", by the scheduled_* route) ----------------

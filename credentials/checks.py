@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
+from config import aio
 from credentials.encryption import DecryptionError
 from credentials.models import AICredential
 from credentials.providers import ProviderError, provider_for
@@ -18,9 +19,10 @@ class CheckResult:
 
 def credential_check(*, credential: AICredential) -> CheckResult:
     # Straight to the provider: a check must see the provider as it is now, not
-    # through our retries, rate limit or an open circuit.
+    # through our retries, rate limit or an open circuit. The providers are async: the
+    # call runs on the process's I/O loop.
     try:
-        answer = provider_for(credential).generate(check_request())
+        answer = aio.run(provider_for(credential).generate(check_request()))
     except (ProviderError, DecryptionError) as failure:
         result = CheckResult(ok=False, message=str(failure))
     else:

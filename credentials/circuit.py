@@ -9,11 +9,14 @@ threading.Lock for the whole protected call, so with one breaker per credential 
 worker process made one AI call at a time. Measured with benchmarks.ai_load: at 2 s AI
 latency, about 1 reply/s instead of ~100. Here Redis holds the state and no lock is
 held across the network call.
+
+The methods are coroutines: the caller (credentials.generation) runs on the process's
+I/O loop (config.aio), where a blocking Redis call would stall every other AI call.
 """
 
 from dataclasses import dataclass
 
-from config.redis import redis_client
+from config.redis import async_redis_client
 
 FAILURES_TTL_S = 24 * 3600  # consecutive failures older than a day are forgotten
 
@@ -32,29 +35,29 @@ class Circuit:
     def _key(self, part: str) -> str:
         return f"botfleet:circuit:{self.name}:{part}"
 
-    def before_call(self) -> bool:
+    async def before_call(self) -> bool:
         """Raise CircuitOpen, or return True when this caller is the half-open probe."""
-        client = redis_client()
-        if client.exists(self._key("open")):  # expires after the cool-down
+        client = async_redis_client()
+        if await client.exists(self._key("open")):  # expires after the cool-down
             raise CircuitOpen
-        if int(client.get(self._key("failures")) or 0) < self.fail_max:
+        if int(await client.get(self._key("failures")) or 0) < self.fail_max:
             return False
         # Half-open: the cool-down is over; exactly one caller probes.
-        if not client.set(self._key("probe"), 1, nx=True, px=int(self.probe_timeout * 1000)):
+        if not await client.set(self._key("probe"), 1, nx=True, px=int(self.probe_timeout * 1000)):
             raise CircuitOpen
         return True
 
-    def probe_abandon(self) -> None:
+    async def probe_abandon(self) -> None:
         """The probe did not call after all: let the next caller probe."""
-        redis_client().delete(self._key("probe"))
+        await async_redis_client().delete(self._key("probe"))
 
-    def record_success(self) -> None:
-        redis_client().delete(self._key("failures"), self._key("probe"))
+    async def record_success(self) -> None:
+        await async_redis_client().delete(self._key("failures"), self._key("probe"))
 
-    def record_failure(self) -> None:
-        client = redis_client()
-        failures = client.incr(self._key("failures"))
-        client.expire(self._key("failures"), FAILURES_TTL_S)
+    async def record_failure(self) -> None:
+        client = async_redis_client()
+        failures = await client.incr(self._key("failures"))
+        await client.expire(self._key("failures"), FAILURES_TTL_S)
         if failures >= self.fail_max:
-            client.set(self._key("open"), 1, px=int(self.cooldown * 1000))
-            client.delete(self._key("probe"))
+            await client.set(self._key("open"), 1, px=int(self.cooldown * 1000))
+            await client.delete(self._key("probe"))

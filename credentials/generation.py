@@ -8,25 +8,37 @@
   Retry-After, within a time budget; never on 400/403/404 or a blocked prompt;
 - usage and the last error recorded on the credential.
 
+It runs on the process's I/O loop (config.aio), so that the AI calls of many replies
+wait side by side instead of holding a worker thread each: `reply_generate_async` for
+code on the loop, `reply_generate` for sync callers (Celery tasks, commands).
+
 The caller sends the persona's fallback reply when this raises ProviderError.
 """
+
 
 from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 from tenacity import (
+    AsyncRetrying,
     RetryCallState,
-    Retrying,
     retry_if_exception,
     stop_after_attempt,
     stop_before_delay,
     wait_exponential_jitter,
 )
 
-from config.ratelimit import SlotUnavailable, Window, slot_acquire
+from config import aio, dbwork
+from config.ratelimit import SlotUnavailable, Window, slot_acquire_async
 from credentials.circuit import Circuit, CircuitOpen
 from credentials.models import AICredential
-from credentials.providers import GenerationRequest, GenerationResult, ProviderError, provider_for
+from credentials.providers import (
+    GenerationRequest,
+    GenerationResult,
+    Provider,
+    ProviderError,
+    provider_for,
+)
 
 _backoff = wait_exponential_jitter(initial=0.5, max=8, jitter=0.5)
 # "N requests per minute", counted over 61 s: a slot is taken a moment before the request
@@ -36,30 +48,38 @@ RATE_WINDOW_MS = 61_000
 
 
 def reply_generate(*, credential: AICredential | None, request: GenerationRequest) -> GenerationResult:
+    """For sync callers: runs `reply_generate_async` on the I/O loop and waits. Never from
+    the loop's own thread (aio.run refuses): await `reply_generate_async` there."""
+    return aio.run(reply_generate_async(credential=credential, request=request))
+
+
+async def reply_generate_async(
+    *, credential: AICredential | None, request: GenerationRequest
+) -> GenerationResult:
     provider = provider_for(credential)
     if credential is None or credential.provider == AICredential.Provider.OFFLINE:
-        return provider.generate(request)
+        return await provider.generate(request)
     if not credential.is_active:
         raise ProviderError(ProviderError.INACTIVE, f"The AI credential “{credential.name}” is switched off.")
-    retrying = Retrying(
+    retrying = AsyncRetrying(
         stop=stop_after_attempt(settings.AI_MAX_ATTEMPTS) | stop_before_delay(settings.AI_RETRY_BUDGET),
         wait=_wait,
         retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.retryable),
         reraise=True,
     )
     try:
-        result = retrying(_attempt, provider, credential, request)
+        result: GenerationResult = await retrying(_attempt, provider, credential, request)
     except ProviderError as failure:
-        usage_record(credential=credential, error=str(failure))
+        await _usage_record_off_loop(credential=credential, error=str(failure))
         raise
-    usage_record(credential=credential)
+    await _usage_record_off_loop(credential=credential)
     return result
 
 
-def _attempt(provider, credential: AICredential, request: GenerationRequest) -> GenerationResult:  # type: ignore[no-untyped-def]
+async def _attempt(provider: Provider, credential: AICredential, request: GenerationRequest) -> GenerationResult:
     circuit = circuit_for(credential)
     try:
-        probing = circuit.before_call()  # first: an open circuit spends no rate-limit slot
+        probing = await circuit.before_call()  # first: an open circuit spends no rate-limit slot
     except CircuitOpen:
         raise ProviderError(
             ProviderError.CIRCUIT_OPEN,
@@ -67,28 +87,28 @@ def _attempt(provider, credential: AICredential, request: GenerationRequest) -> 
             f"after a {settings.AI_CIRCUIT_COOLDOWN:g} s cool-down.",
         ) from None
     try:
-        slot_acquire(
+        await slot_acquire_async(
             windows=[Window(f"botfleet:ai-rate:{credential.pk}", credential.requests_per_minute, RATE_WINDOW_MS)],
             block_key=f"botfleet:ai-block:{credential.pk}",
             max_wait=settings.AI_RATE_LIMIT_MAX_WAIT,
         )
     except SlotUnavailable as busy:
         if probing:
-            circuit.probe_abandon()
+            await circuit.probe_abandon()
         raise ProviderError(
             ProviderError.RATE_LIMITED,
             f"Over this credential's limit of {credential.requests_per_minute} requests per "
             f"minute (next slot in {busy.wait:.0f} s).",
         ) from None
     try:
-        result = provider.generate(request)
+        result = await provider.generate(request)
     except ProviderError as failure:
         if failure.kind in ProviderError.OUTAGE:  # a blocked prompt says nothing of health
-            circuit.record_failure()
+            await circuit.record_failure()
         elif probing:
-            circuit.probe_abandon()
+            await circuit.probe_abandon()
         raise
-    circuit.record_success()
+    await circuit.record_success()
     return result
 
 
@@ -106,6 +126,12 @@ def circuit_for(credential: AICredential) -> Circuit:
         cooldown=settings.AI_CIRCUIT_COOLDOWN,
         probe_timeout=settings.AI_REQUEST_TIMEOUT + 5,
     )
+
+
+async def _usage_record_off_loop(*, credential: AICredential, error: str = "") -> None:
+    """The ORM is blocking: on the loop's thread it would stall every other call. The
+    process's writer (config.dbwork) records it in its next shared transaction."""
+    await dbwork.write(lambda: usage_record(credential=credential, error=error))
 
 
 def usage_record(*, credential: AICredential, error: str = "") -> None:

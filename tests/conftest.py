@@ -10,6 +10,7 @@ from django.conf import settings
 
 from bots import polling
 from bots.models import Bot, BotTask
+from config import workers
 from credentials.models import AICredential
 from emulators.gemini import GeminiEmulator
 from emulators.telegram import TelegramEmulator
@@ -25,13 +26,22 @@ def _runtime_settings(settings) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _stop_poll_finishers(django_db_setup: None, django_db_blocker) -> Iterator[None]:  # type: ignore[no-untyped-def]
-    """Poll cycles run in this process finish on threads that keep a database
-    connection (CONN_MAX_AGE); stop them before the test database is dropped, which
-    PostgreSQL refuses while any session is connected."""
+def _stop_pollers(django_db_setup: None, django_db_blocker) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """Pollers, answers and sends run in this process write from database threads that
+    keep a connection (CONN_MAX_AGE); stop them before the test database is dropped,
+    which PostgreSQL refuses while any session is connected."""
     yield
-    polling.finishers_stop()
+    polling.pollers_stop()
     gc.collect()  # the threads' connection objects close when collected
+
+
+@pytest.fixture(autouse=True)
+def _end_local_pollers() -> Iterator[None]:
+    """A poller (or a lease or claim renewal) a test started in this process ends with
+    the test: the next test starts with its own settings and database."""
+    yield
+    if polling.pollers_running() or workers.chores_running():
+        polling.pollers_stop()
 
 
 @pytest.fixture

@@ -42,8 +42,8 @@ def converse(ai_bot, update: dict) -> Message:  # type: ignore[no-untyped-def]
     task.refresh_from_db()
     stored = updates_store(bot=bot, task=task, updates=[telegram.Update.de_json(update, None)])
     message = stored.to_answer[0]
-    replies.reply_process(message_id=message.pk)
-    return Message.objects.get(direction="out", reply_to=message)
+    replies.messages_answer(message_ids=[message.pk])
+    return Message.objects.filter(direction="out", reply_to=message).order_by("id").first()
 
 
 def test_it_gives_gemini_the_persona_and_the_conversation(ai_bot, telegram_api, gemini_api) -> None:  # type: ignore[no-untyped-def]

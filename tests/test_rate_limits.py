@@ -6,6 +6,12 @@ import time
 import pytest
 
 from bots import ratelimit
+from config import aio
+
+
+def acquire(**where: object) -> None:
+    """One send slot, from a plain thread (as the outbox waits for one on the I/O loop)."""
+    aio.run(ratelimit.send_slot_acquire(broadcast=False, **where))  # type: ignore[arg-type]
 
 
 def test_it_holds_the_per_bot_limit_across_threads() -> None:
@@ -13,7 +19,7 @@ def test_it_holds_the_per_bot_limit_across_threads() -> None:
 
     def sender(thread: int) -> None:
         for n in range(20):
-            ratelimit.send_slot_acquire(bot_id=1, chat_id=thread * 100 + n, is_group=False, max_wait=5)
+            acquire(bot_id=1, chat_id=thread * 100 + n, is_group=False, max_wait=5)
             stamps.append(time.monotonic())
 
     threads = [threading.Thread(target=sender, args=(t,)) for t in range(2)]
@@ -30,27 +36,27 @@ def test_it_holds_the_per_bot_limit_across_threads() -> None:
 
 
 def test_it_refuses_to_wait_longer_than_asked() -> None:
-    ratelimit.send_slot_acquire(bot_id=2, chat_id=5, is_group=False, max_wait=0)
+    acquire(bot_id=2, chat_id=5, is_group=False, max_wait=0)
 
     with pytest.raises(ratelimit.SlotUnavailable) as excinfo:
-        ratelimit.send_slot_acquire(bot_id=2, chat_id=5, is_group=False, max_wait=0.1)
+        acquire(bot_id=2, chat_id=5, is_group=False, max_wait=0.1)
 
     assert 0.5 < excinfo.value.wait <= 1.0  # the chat's next slot, about a second away
 
 
 def test_it_blocks_every_chat_of_a_flooded_bot_but_not_other_bots() -> None:
-    ratelimit.bot_flood_block(bot_id=3, seconds=5)
+    aio.run(ratelimit.bot_flood_block(bot_id=3, seconds=5))
 
     with pytest.raises(ratelimit.SlotUnavailable):
-        ratelimit.send_slot_acquire(bot_id=3, chat_id=77, is_group=False, max_wait=1)
-    ratelimit.send_slot_acquire(bot_id=4, chat_id=77, is_group=False, max_wait=0)
+        acquire(bot_id=3, chat_id=77, is_group=False, max_wait=1)
+    acquire(bot_id=4, chat_id=77, is_group=False, max_wait=0)
 
 
 def test_it_allows_twenty_messages_a_minute_in_a_group(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ratelimit, "PER_CHAT", (100, 1_000))  # isolate the group window
     for _ in range(20):
-        ratelimit.send_slot_acquire(bot_id=5, chat_id=-100, is_group=True, max_wait=0)
+        acquire(bot_id=5, chat_id=-100, is_group=True, max_wait=0)
 
     with pytest.raises(ratelimit.SlotUnavailable) as excinfo:
-        ratelimit.send_slot_acquire(bot_id=5, chat_id=-100, is_group=True, max_wait=1)
+        acquire(bot_id=5, chat_id=-100, is_group=True, max_wait=1)
     assert excinfo.value.wait > 30

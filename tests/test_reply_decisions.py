@@ -31,7 +31,7 @@ def store(bot: Bot, update: dict, **task_settings: bool) -> Message | None:
 def answered(bot: Bot, update: dict, **task_settings: bool) -> bool:
     stored = store(bot, update, **task_settings)
     assert stored is not None, "every message is logged"
-    return stored.reply_state == Message.ReplyState.PENDING
+    return stored.reply_state == Message.ReplyState.GENERATING  # claimed to be answered
 
 
 def test_it_answers_private_messages(telegram_api, known_bot) -> None:  # type: ignore[no-untyped-def]
@@ -126,7 +126,7 @@ def test_it_answers_media_in_private_and_ignores_it_in_groups(telegram_api, know
     private = store(known_bot, private_photo)
     in_group = store(known_bot, group_photo)
 
-    assert (private.kind, private.text, private.reply_state) == ("media", "[sticker]", "pending")
+    assert (private.kind, private.text, private.reply_state) == ("media", "[sticker]", "generating")
     assert (in_group.text, in_group.reply_state) == ("[photo] look", "none")
 
 

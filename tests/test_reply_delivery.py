@@ -1,4 +1,5 @@
-"""The reply pipeline against the Telegram emulator, run in-process (no worker)."""
+"""The reply pipeline against the Telegram emulator, run in-process (no worker): what
+the batch path does with each stored message, through the outbox."""
 
 
 import pytest
@@ -28,10 +29,10 @@ def started(telegram_api, emulated_bot, bot_task):  # type: ignore[no-untyped-de
 def test_it_replies_and_records_the_outgoing_message(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
     message = incoming(bot_task, telegram_api.send_private_message(started["token"], "Hi **there**"))
 
-    outcome = replies.reply_process(message_id=message.pk)
+    replies.messages_answer(message_ids=[message.pk])
 
-    assert outcome.retry_in is None
     out = Message.objects.get(direction="out", reply_to=message)
+    assert (out.send_state, out.handed_at is not None) == ("sent", True)
     sent = telegram_api.sent_messages(started["token"])
     assert out.telegram_message_id == sent[0]["message_id"]
     assert (out.ai_model, out.finish_reason) == ("offline", "STOP")
@@ -40,8 +41,8 @@ def test_it_replies_and_records_the_outgoing_message(telegram_api, started, bot_
 def test_it_is_safe_to_run_twice(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
     message = incoming(bot_task, telegram_api.send_private_message(started["token"], "once"))
 
-    replies.reply_process(message_id=message.pk)
-    replies.reply_process(message_id=message.pk)
+    replies.messages_answer(message_ids=[message.pk])
+    replies.messages_answer(message_ids=[message.pk])
 
     assert len(telegram_api.sent_messages(started["token"])) == 1
     assert BotTask.objects.get(pk=bot_task.pk).replies_sent == 1
@@ -50,7 +51,7 @@ def test_it_is_safe_to_run_twice(telegram_api, started, bot_task) -> None:  # ty
 def test_it_answers_a_photo_politely_in_private(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
     message = incoming(bot_task, telegram_api.send_media(started["token"], kind="photo"))
 
-    replies.reply_process(message_id=message.pk)
+    replies.messages_answer(message_ids=[message.pk])
 
     assert telegram_api.sent_messages(started["token"])[0]["text"] == wording.MEDIA_IN_PRIVATE
 
@@ -60,9 +61,8 @@ def test_it_marks_the_chat_inactive_when_the_user_blocked_the_bot(telegram_api, 
     message = incoming(bot_task, update)
     telegram_api.block_bot(started["token"], update["message"]["from"]["id"])
 
-    outcome = replies.reply_process(message_id=message.pk)
+    replies.messages_answer(message_ids=[message.pk])
 
-    assert outcome.retry_in is None  # no retrying forever
     message.refresh_from_db()
     assert message.reply_state == Message.ReplyState.FAILED
     assert "blocked" in message.error
@@ -78,7 +78,7 @@ def test_it_sends_plain_text_when_telegram_rejects_the_formatting(telegram_api, 
         description="Bad Request: can't parse entities: Can't find end of the entity starting at byte offset 0",
     )
 
-    replies.reply_process(message_id=message.pk)
+    replies.messages_answer(message_ids=[message.pk])
 
     attempts = telegram_api.calls(started["token"], method="sendMessage")
     assert len(attempts) == 2
@@ -90,14 +90,13 @@ def test_it_retries_a_reply_after_a_server_error(telegram_api, started, bot_task
     message = incoming(bot_task, telegram_api.send_private_message(started["token"], "hello?"))
     telegram_api.add_fault(started["token"], "server_error", method="sendMessage")
 
-    first = replies.reply_process(message_id=message.pk)
-    second = replies.reply_process(message_id=message.pk)
+    replies.messages_answer(message_ids=[message.pk])
 
-    assert first.retry_in is not None and first.retry_in > 0
-    assert second.retry_in is None
+    assert len(telegram_api.calls(started["token"], method="sendMessage")) == 2
     assert len(telegram_api.sent_messages(started["token"])) == 1
     message.refresh_from_db()
-    assert (message.reply_state, message.reply_attempts) == ("replied", 1)
+    out = Message.objects.get(direction="out", reply_to=message)
+    assert (message.reply_state, out.send_state, out.attempts) == ("replied", "sent", 1)
 
 
 def test_it_does_not_answer_once_the_task_is_stopped(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
@@ -106,7 +105,7 @@ def test_it_does_not_answer_once_the_task_is_stopped(telegram_api, started, bot_
     message = incoming(bot_task, telegram_api.send_private_message(started["token"], "late"))
     task_stop(task=bot_task)
 
-    replies.reply_process(message_id=message.pk)
+    replies.messages_answer(message_ids=[message.pk])
 
     message.refresh_from_db()
     assert message.reply_state == Message.ReplyState.NONE
@@ -119,8 +118,7 @@ def test_it_spaces_messages_to_one_chat_about_a_second_apart(telegram_api, start
     first = incoming(bot_task, update)
     second = incoming(bot_task, telegram_api.send_private_message(started["token"], "two", user_id=chat_id))
 
-    replies.reply_process(message_id=first.pk)
-    replies.reply_process(message_id=second.pk)
+    replies.messages_answer(message_ids=[first.pk, second.pk])
 
     times = [m["time"] for m in telegram_api.sent_messages(started["token"], chat_id=chat_id)]
     assert len(times) == 2 and times[1] - times[0] >= 0.9

@@ -190,3 +190,36 @@ def test_it_answers_with_gemini_and_remembers_the_conversation(celery_worker, te
         ("model", "The capital of France is Paris."),
         ("user", "How many people live there?"),
     ]
+
+
+def test_it_answers_once_when_the_worker_dies_during_the_ai_call(transactional_db, telegram_api, gemini_api, emulated_bot, bot_task, gemini_credential) -> None:  # type: ignore[no-untyped-def]
+    from conversations.tasks import claims_reap
+    from tests.support.worker import WorkerProcess
+
+    bot, info = emulated_bot
+    Bot.objects.filter(pk=bot.pk).update(credential=gemini_credential)
+    gemini_api.set_latency(3)
+    first = WorkerProcess().start()
+    try:
+        task_start(task=bot_task)
+        update = telegram_api.send_private_message(info["token"], "still there?")
+        gemini_api.wait_for_requests(1, timeout=15)
+        first.kill()  # SIGKILL while the AI call is in flight
+    finally:
+        first.stop()
+
+    second = WorkerProcess().start()
+    try:
+        def answered():  # type: ignore[no-untyped-def]
+            claims_reap.delay()  # what beat runs every SUPERVISOR_INTERVAL
+            return telegram_api.sent_messages(info["token"])
+
+        wait_until(answered, timeout=30, interval=1)
+        time.sleep(2)  # room for a duplicate to show up, if there were one
+    finally:
+        second.stop()
+
+    sent = telegram_api.sent_messages(info["token"], chat_id=update["message"]["chat"]["id"])
+    assert len(sent) == 1 and "still there?" in sent[0]["text"]
+    incoming = Message.objects.get(bot=bot, direction="in")
+    assert (incoming.reply_state, incoming.attempts) == ("replied", 1)  # taken over once

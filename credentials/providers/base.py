@@ -1,7 +1,10 @@
 """The provider interface: persona instructions + history + new message in, text out."""
 
+import logging
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,26 @@ class ProviderError(Exception):
 class Provider(Protocol):
     name: str
 
-    def generate(self, request: GenerationRequest) -> GenerationResult:
-        """One attempt, no retries (the caller owns retries, limits and the circuit)."""
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        """One attempt, no retries (the caller owns retries, limits and the circuit).
+        Every failure of the call is a ProviderError; only a DecryptionError of the
+        credential's key escapes as itself."""
         ...
+
+
+def unreadable_answer(provider: str, failure: Exception) -> ProviderError:
+    """For what no mapping foresaw (an HTML page or broken JSON where a reply was due,
+    an SDK surprise): a SERVER error in a few safe words, never the body or a key. The
+    details go to the log (whose records are redacted) for whoever investigates."""
+    log.warning("%s: unexpected %s from the provider call", provider, type(failure).__name__, exc_info=failure)
+    return ProviderError(
+        ProviderError.SERVER, f"{provider} sent an answer that could not be read ({type(failure).__name__})."
+    )
+
+
+def token_count(value: int | None) -> int | None:
+    """A provider's token count, never negative (some servers report -1 for "unknown")."""
+    return None if value is None else max(0, value)
 
 
 def check_request() -> GenerationRequest:

@@ -1,43 +1,58 @@
-"""Google Gemini through google-genai (`from google import genai`).
+"""Google Gemini through google-genai (`from google import genai`), async client.
 
 google-generativeai is end-of-life and must not be used. Facts this module relies on
 (checked against google-genai 3.4.0 and the emulator): an invalid key is a 400
 INVALID_ARGUMENT (reason API_KEY_INVALID), not a 401; a blocked prompt is HTTP 200
-with prompt_feedback.block_reason and no candidates, and `.text` is then None; the
-sync transport is httpx2, whose connection errors are not wrapped; HttpOptions
-timeouts are in milliseconds; the client retries nothing unless told to (we own
-retries); a genai.Client closes its connections when garbage-collected, so clients
-are kept.
+with prompt_feedback.block_reason and no candidates, and `.text` is then None;
+HttpOptions timeouts are in milliseconds; a genai.Client closes its connections when
+garbage-collected, so clients are kept.
+
+`client.aio` sends with aiohttp when it is installed (it is: requirements.in), else with
+httpx2's AsyncClient. Neither wraps its transport errors: a refused connection is
+aiohttp's ClientConnectorError (httpx2's ConnectError), a time-out the built-in
+TimeoutError (httpx2's TimeoutException). Unlike the sync client, the aiohttp path
+retries a refused connection once after sleeping 1-10 s unless `retry_options` is set,
+so it is set to one attempt: retries are ours. A 200 whose body is not JSON surfaces
+as a JSONDecodeError.
 """
 
-import threading
 import time
 
+import aiohttp
 import httpx2
 from django.conf import settings
 from google import genai
 from google.genai import errors, types
 
+from config.aio import PerLoop
 from credentials.models import AICredential
-from credentials.providers.base import GenerationRequest, GenerationResult, ProviderError
+from credentials.providers.base import (
+    GenerationRequest,
+    GenerationResult,
+    ProviderError,
+    token_count,
+    unreadable_answer,
+)
 from credentials.redaction import redact
 
-_clients: dict[tuple[int, str, str], genai.Client] = {}
-_clients_lock = threading.Lock()
+_TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, httpx2.TransportError)
+
+# Keyed by loop too: the async client's connections belong to the loop that opened them.
+_clients: PerLoop[tuple[int, str, str], genai.Client] = PerLoop()
 
 
 def _client(credential: AICredential) -> genai.Client:
     key = credential.api_key.reveal()
-    cache_key = (credential.pk, key, credential.base_url)
-    with _clients_lock:
-        client = _clients.get(cache_key)
-        if client is None:
-            options = types.HttpOptions(
-                base_url=credential.base_url or None,
-                timeout=int(settings.AI_REQUEST_TIMEOUT * 1000),
-            )
-            client = _clients[cache_key] = genai.Client(api_key=key, http_options=options)
-        return client
+    return _clients.get((credential.pk, key, credential.base_url), lambda: _client_build(key, credential.base_url))
+
+
+def _client_build(key: str, base_url: str) -> genai.Client:
+    options = types.HttpOptions(
+        base_url=base_url or None,
+        timeout=int(settings.AI_REQUEST_TIMEOUT * 1000),
+        retry_options=types.HttpRetryOptions(attempts=1),  # see the module doc
+    )
+    return genai.Client(api_key=key, http_options=options)
 
 
 class GeminiProvider:
@@ -46,29 +61,46 @@ class GeminiProvider:
     def __init__(self, credential: AICredential) -> None:
         self.credential = credential
 
-    def generate(self, request: GenerationRequest) -> GenerationResult:
-        model = self.credential.model
-        turns = [*request.history, request.message]
-        contents = [types.Content(role=t.role, parts=[types.Part(text=t.text)]) for t in turns]
-        config = types.GenerateContentConfig(
-            system_instruction=request.instructions,
-            temperature=request.temperature,
-            max_output_tokens=request.max_output_tokens,
-        )
-        started = time.perf_counter()
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        client = _client(self.credential)  # outside the try: a DecryptionError is the caller's
         try:
-            response = _client(self.credential).models.generate_content(
-                model=model, contents=contents, config=config
-            )
-        except errors.APIError as failure:
-            raise _api_error(failure, model) from None
-        except httpx2.TransportError as failure:
-            raise ProviderError(
-                ProviderError.UNREACHABLE,
-                f"Could not reach Gemini ({type(failure).__name__}): {redact(str(failure))}",
-            ) from None
-        latency_ms = int((time.perf_counter() - started) * 1000)
-        return _result(response, model, latency_ms)
+            return await _generate(client, self.credential.model, request)
+        except ProviderError:
+            raise
+        except Exception as failure:
+            raise unreadable_answer("Gemini", failure) from None
+
+
+async def _generate(client: genai.Client, model: str, request: GenerationRequest) -> GenerationResult:
+    turns = [*request.history, request.message]
+    contents: list[types.ContentUnion] = [
+        types.Content(role=t.role, parts=[types.Part(text=t.text)]) for t in turns
+    ]
+    config = types.GenerateContentConfig(
+        system_instruction=request.instructions,
+        temperature=request.temperature,
+        max_output_tokens=request.max_output_tokens,
+    )
+    started = time.perf_counter()
+    try:
+        response = await client.aio.models.generate_content(model=model, contents=contents, config=config)
+    except errors.APIError as failure:
+        raise _api_error(failure, model) from None
+    except _TRANSPORT_ERRORS as failure:
+        raise ProviderError(
+            ProviderError.UNREACHABLE,
+            f"Could not reach Gemini ({type(failure).__name__}): {_transport_detail(failure)}",
+        ) from None
+    latency_ms = int((time.perf_counter() - started) * 1000)
+    return _result(response, model, latency_ms)
+
+
+def _transport_detail(failure: Exception) -> str:
+    if isinstance(failure, TimeoutError):  # its str() is empty
+        return f"no answer within {settings.AI_REQUEST_TIMEOUT:g} s"
+    if isinstance(failure, aiohttp.ClientConnectorError):  # its str() names the SSL context object
+        return redact(str(failure.os_error))
+    return redact(str(failure))
 
 
 def _result(response: types.GenerateContentResponse, model: str, latency_ms: int) -> GenerationResult:
@@ -87,8 +119,8 @@ def _result(response: types.GenerateContentResponse, model: str, latency_ms: int
         text=text,
         model=response.model_version or model,
         latency_ms=latency_ms,
-        tokens_in=usage.prompt_token_count if usage else None,
-        tokens_out=usage.candidates_token_count if usage else None,
+        tokens_in=token_count(usage.prompt_token_count) if usage else None,
+        tokens_out=token_count(usage.candidates_token_count) if usage else None,
         finish_reason=finish,
     )
 

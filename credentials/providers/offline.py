@@ -14,7 +14,7 @@ QUOTE_LIMIT = 300
 class OfflineProvider:
     name = "offline"
 
-    def generate(self, request: GenerationRequest) -> GenerationResult:
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
         started = time.perf_counter()
         turn = request.message
         said, you = turn.text.strip(), "You"

@@ -1,35 +1,43 @@
 """OpenAI-compatible chat completions through the `openai` package with a base URL:
-OpenAI itself, Ollama, vLLM, LM Studio, OpenRouter and the like.
+OpenAI itself, Ollama, vLLM, LM Studio, OpenRouter and the like. Async client.
 
 The client's own retries are off (max_retries=0): retries, limits and the circuit
-are the caller's, the same for every provider.
+are the caller's, the same for every provider. Time-outs and refused connections are
+APIConnectionError (APITimeoutError is one). A 200 that is not JSON comes back as the
+body's text instead of a ChatCompletion (the client trusts the content type), and broken
+JSON as a JSONDecodeError: both are reported as an unreadable answer.
 """
 
-import threading
 import time
 
 import openai
 from django.conf import settings
+from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
+from config.aio import PerLoop
 from credentials.models import AICredential
-from credentials.providers.base import GenerationRequest, GenerationResult, ProviderError
+from credentials.providers.base import (
+    GenerationRequest,
+    GenerationResult,
+    ProviderError,
+    token_count,
+    unreadable_answer,
+)
 from credentials.redaction import redact
 
-_clients: dict[tuple[int, str, str], openai.OpenAI] = {}
-_clients_lock = threading.Lock()
+# Keyed by loop too: an AsyncOpenAI's httpx pool belongs to the loop that opened it.
+_clients: PerLoop[tuple[int, str, str], openai.AsyncOpenAI] = PerLoop()
 
 
-def _client(credential: AICredential) -> openai.OpenAI:
+def _client(credential: AICredential) -> openai.AsyncOpenAI:
     key = credential.api_key.reveal() or "none"  # local servers often need no key
-    cache_key = (credential.pk, key, credential.base_url)
-    with _clients_lock:
-        client = _clients.get(cache_key)
-        if client is None:
-            client = _clients[cache_key] = openai.OpenAI(
-                api_key=key, base_url=credential.base_url or None,
-                timeout=settings.AI_REQUEST_TIMEOUT, max_retries=0,
-            )
-        return client
+    return _clients.get(
+        (credential.pk, key, credential.base_url),
+        lambda: openai.AsyncOpenAI(
+            api_key=key, base_url=credential.base_url or None,
+            timeout=settings.AI_REQUEST_TIMEOUT, max_retries=0,
+        ),
+    )
 
 
 class OpenAICompatProvider:
@@ -38,34 +46,56 @@ class OpenAICompatProvider:
     def __init__(self, credential: AICredential) -> None:
         self.credential = credential
 
-    def generate(self, request: GenerationRequest) -> GenerationResult:
-        messages = [{"role": "system", "content": request.instructions}]
-        for turn in [*request.history, request.message]:
-            messages.append({"role": "assistant" if turn.role == "model" else "user", "content": turn.text})
-        started = time.perf_counter()
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        client = _client(self.credential)  # outside the try: a DecryptionError is the caller's
         try:
-            completion = _client(self.credential).chat.completions.create(
-                model=self.credential.model, messages=messages,  # type: ignore[arg-type]
-                temperature=request.temperature, max_tokens=request.max_output_tokens,
-            )
-        except openai.APIStatusError as failure:
-            raise _status_error(failure, self.credential.model) from None
-        except openai.APIConnectionError as failure:  # includes time-outs
-            raise ProviderError(
-                ProviderError.UNREACHABLE, f"Could not reach the provider ({type(failure).__name__})."
-            ) from None
-        choice = completion.choices[0] if completion.choices else None
-        if choice is not None and choice.finish_reason == "content_filter" and not choice.message.content:
-            raise ProviderError(ProviderError.BLOCKED, "The provider withheld the answer (content_filter).")
-        usage = completion.usage
-        return GenerationResult(
-            text=(choice.message.content or "") if choice else "",
-            model=completion.model or self.credential.model,
-            latency_ms=int((time.perf_counter() - started) * 1000),
-            tokens_in=usage.prompt_tokens if usage else None,
-            tokens_out=usage.completion_tokens if usage else None,
-            finish_reason=(choice.finish_reason or "").upper() if choice else "",
+            return await _generate(client, self.credential.model, request)
+        except ProviderError:
+            raise
+        except Exception as failure:
+            raise unreadable_answer("The provider", failure) from None
+
+
+async def _generate(client: openai.AsyncOpenAI, model: str, request: GenerationRequest) -> GenerationResult:
+    messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": request.instructions}]
+    for turn in [*request.history, request.message]:
+        if turn.role == "model":
+            messages.append({"role": "assistant", "content": turn.text})
+        else:
+            messages.append({"role": "user", "content": turn.text})
+    started = time.perf_counter()
+    try:
+        completion = await client.chat.completions.create(
+            model=model, messages=messages,
+            temperature=request.temperature, max_tokens=request.max_output_tokens,
         )
+    except openai.APIStatusError as failure:
+        raise _status_error(failure, model) from None
+    except openai.APIConnectionError as failure:  # includes time-outs
+        raise ProviderError(
+            ProviderError.UNREACHABLE, f"Could not reach the provider ({type(failure).__name__})."
+        ) from None
+    if not isinstance(completion, ChatCompletion):  # e.g. an HTML page with status 200
+        shape = "not JSON" if isinstance(completion, str) else "JSON of another shape"
+        raise ProviderError(
+            ProviderError.SERVER, f"The provider sent an answer that is not a chat completion ({shape})."
+        )
+    return _result(completion, model, latency_ms=int((time.perf_counter() - started) * 1000))
+
+
+def _result(completion: ChatCompletion, model: str, latency_ms: int) -> GenerationResult:
+    choice = completion.choices[0] if completion.choices else None
+    if choice is not None and choice.finish_reason == "content_filter" and not choice.message.content:
+        raise ProviderError(ProviderError.BLOCKED, "The provider withheld the answer (content_filter).")
+    usage = completion.usage
+    return GenerationResult(
+        text=(choice.message.content or "") if choice else "",
+        model=completion.model or model,
+        latency_ms=latency_ms,
+        tokens_in=token_count(usage.prompt_tokens) if usage else None,
+        tokens_out=token_count(usage.completion_tokens) if usage else None,
+        finish_reason=(choice.finish_reason or "").upper() if choice else "",
+    )
 
 
 def _status_error(failure: openai.APIStatusError, model: str) -> ProviderError:

@@ -303,6 +303,11 @@ def rate_limited(model: str, retry_after: float, message: str | None = None) -> 
     )
 
 
+# 200 answers that are not a generateContent response (the HTML_BODY / INVALID_JSON faults).
+HTML_PAGE = "<!DOCTYPE html><html><head><title>Sign in</title></head><body>Sign in to continue.</body></html>"
+TRUNCATED_JSON = '{"candidates": [{"content": {"parts": [{"text": "Hel'
+
+
 # (HTTP code, google.rpc status, default message) for the plain error faults.
 SIMPLE_ERRORS: dict[str, tuple[int, str, str]] = {
     "internal": (

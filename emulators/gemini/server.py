@@ -172,6 +172,10 @@ class GeminiHandler(common.ApiHandler[RecordedRequest, Fault]):
                     model=model, response_id=response_id, prompt_tokens=prompt_tokens, text=""
                 )
                 return _json(body)
+            elif kind is FaultKind.HTML_BODY:
+                return web.Response(text=protocol.HTML_PAGE, content_type="text/html")
+            elif kind is FaultKind.INVALID_JSON:
+                return web.Response(text=protocol.TRUNCATED_JSON, content_type="application/json")
             elif kind is FaultKind.EMPTY_CONTENT:
                 body = protocol.generate_response(
                     model=model, response_id=response_id, prompt_tokens=prompt_tokens, text=None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,8 @@ class FaultKind(enum.StrEnum):
     EMPTY_TEXT = "empty_text"  # 200, candidate with a single empty text part
     EMPTY_CONTENT = "empty_content"  # 200, candidate content without parts (known 2.5 quirk)
     MAX_TOKENS = "max_tokens"  # 200, truncated text, finishReason=MAX_TOKENS
+    HTML_BODY = "html_body"  # 200 text/html page, as a proxy or captive portal answers
+    INVALID_JSON = "invalid_json"  # 200 application/json whose body is cut off mid-object
     SLOW = "slow"  # sleep `delay` seconds, then a normal answer
     DROP_CONNECTION = "drop_connection"  # close the socket without any response
 
@@ -88,6 +91,9 @@ class RecordedRequest:
     # was sent (dropped connection, client went away, or still in flight).
     status: int | None = None
     fault: str | None = None
+    # Monotonic time the answer was handed to the server (or the client went away);
+    # with ``monotonic`` (arrival) it shows which requests were in flight together.
+    finished_monotonic: float | None = None
 
     @property
     def last_user_text(self) -> str:
@@ -129,3 +135,8 @@ class EmulatorState(EmulatorStateBase[RecordedRequest, Fault]):
     def _normalise_model(name: str) -> str:
         # Google names models "models/gemini-..." in paths and answers and accepts both forms.
         return name.removeprefix("models/")
+
+    def finish(self, rec: RecordedRequest, status: int | None) -> None:
+        super().finish(rec, status)
+        with self._lock:
+            rec.finished_monotonic = time.monotonic()

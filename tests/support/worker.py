@@ -15,8 +15,9 @@ LOG_DIR = settings.VAR_DIR / "test-logs" / f"run-{os.getpid()}"
 QUEUES = "polling,replies,scheduled,default"
 # Short polls and leases so stops, revivals and failures show within seconds.
 RUNTIME_SETTINGS = {
-    "TELEGRAM_POLL_TIMEOUT": 1, "POLL_LEASE_GRACE": 3, "AI_CIRCUIT_COOLDOWN": 2,
-    "AI_RETRY_BUDGET": 8,
+    "TELEGRAM_POLL_TIMEOUT": 1, "POLL_LEASE_RENEW_INTERVAL": 0.5, "POLL_LEASE_GRACE": 3,
+    "CLAIM_SECONDS": 3, "CLAIM_RENEW_INTERVAL": 0.5, "OUTBOX_MAX_INLINE_WAIT": 10,
+    "AI_CIRCUIT_COOLDOWN": 2, "AI_RETRY_BUDGET": 8,
 }
 
 

@@ -96,12 +96,14 @@ class Command(BaseCommand):
         if prepared is None:
             raise CommandError(f"Run #{run.pk} could not start: {ScheduledRun.objects.get(pk=run.pk).error}")
         self.stdout.write(f"Sending run #{run.pk} to {prepared.total} chat(s)…")
-        for lane in range(prepared.lanes):
-            outcome = broadcasts.LaneOutcome(retry_in=0)
-            while outcome.retry_in is not None and not stopping:
-                time.sleep(outcome.retry_in)
-                outcome = broadcasts.run_lane_send(run_id=run.pk, lane=lane, budget=STEP)
-                self._progress(run.pk)
+        # Lanes take turns (a lane that has sent its chats waits for the others' to settle).
+        waits: dict[int, float | None] = dict.fromkeys(range(prepared.lanes), 0.0)
+        while not stopping and any(wait is not None for wait in waits.values()):
+            time.sleep(min(wait for wait in waits.values() if wait is not None))
+            for lane, wait in waits.items():
+                if wait is not None:
+                    waits[lane] = broadcasts.run_lane_send(run_id=run.pk, lane=lane, budget=STEP).retry_in
+            self._progress(run.pk)
         if stopping:
             self.stdout.write("Stopped: the rest stays queued; a worker resumes it (beat's reaper).")
             return

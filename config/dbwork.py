@@ -1,0 +1,140 @@
+"""Database work for coroutines on the process's I/O loop (config.aio).
+
+Django's ORM is synchronous and must never run on the event-loop thread, where it would
+stall every long poll, AI call and send of the process. So:
+
+- `read(fn, *args)` runs `fn` on a small thread pool (reads run side by side);
+- `write(fn, *args)` hands `fn` to the process's one writer thread, which runs every
+  write submitted meanwhile in ONE transaction, a savepoint each. A burst of concurrent
+  replies then costs a handful of commits instead of one per step: on SQLite, whose
+  single writer lock makes every extra transaction wait (its busy handler sleeps 1-100
+  ms), that is what decides throughput; on PostgreSQL it saves commit round trips.
+
+One write failing rolls back its own savepoint only; the others commit. If the commit
+itself fails (database gone), every write of that transaction gets the error.
+"""
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from django.db import close_old_connections, transaction
+
+T = TypeVar("T")
+
+READ_THREADS = 8
+MAX_WRITES_PER_TRANSACTION = 500  # keeps one transaction (and the lock it holds) short
+
+_Outcome = tuple[bool, Any]  # (succeeded, result or exception)
+
+
+def _transaction_run(fns: list[Callable[[], Any]]) -> list[_Outcome]:
+    close_old_connections()  # drop a connection the database closed meanwhile
+    outcomes: list[_Outcome] = []
+    try:
+        with transaction.atomic():
+            for fn in fns:
+                try:
+                    if len(fns) == 1:
+                        outcomes.append((True, fn()))
+                        continue
+                    with transaction.atomic():  # a savepoint: a failure spoils only itself
+                        outcomes.append((True, fn()))
+                except Exception as error:
+                    if len(fns) == 1:
+                        raise
+                    outcomes.append((False, error))
+    except Exception as error:  # the commit failed (or the only write did)
+        return [(False, error)] * len(fns)
+    return outcomes
+
+
+class _Writer:
+    """Coalesces the writes of one process into shared transactions (see module doc)."""
+
+    def __init__(self) -> None:
+        self._queue: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._draining = False
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="db-writer")
+
+    async def write(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.append((fn, future))
+        if not self._draining:
+            self._draining = True
+            loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                batch = self._queue[:MAX_WRITES_PER_TRANSACTION]
+                del self._queue[:MAX_WRITES_PER_TRANSACTION]
+                fns = [fn for fn, _ in batch]
+                try:
+                    outcomes = await loop.run_in_executor(self._thread, _transaction_run, fns)
+                except BaseException as error:  # the executor itself failed (shutting down)
+                    outcomes = [(False, error)] * len(batch)
+                for (_, future), (succeeded, value) in zip(batch, outcomes, strict=True):
+                    if future.done():
+                        continue  # its awaiting coroutine was cancelled
+                    if succeeded:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        finally:
+            self._draining = False
+
+    def shutdown(self) -> None:
+        self._thread.shutdown(wait=True)
+
+
+_lock = threading.Lock()
+_writer: _Writer | None = None
+_readers: ThreadPoolExecutor | None = None
+
+
+def _the_writer() -> _Writer:
+    global _writer
+    with _lock:
+        if _writer is None:
+            _writer = _Writer()
+        return _writer
+
+
+def _the_readers() -> ThreadPoolExecutor:
+    global _readers
+    with _lock:
+        if _readers is None:
+            _readers = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="db-reader")
+        return _readers
+
+
+async def write(fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn(*args)` in the process's next write transaction; await its result."""
+    return await _the_writer().write(lambda: fn(*args))
+
+
+async def read(fn: Callable[..., T], *args: Any) -> T:
+    """Run `fn(*args)` (ORM reads) on a reader thread; await its result."""
+    def run() -> T:
+        close_old_connections()
+        return fn(*args)
+
+    return await asyncio.get_running_loop().run_in_executor(_the_readers(), run)
+
+
+def shutdown() -> None:
+    """Stop the writer and reader threads (their database connections go with them).
+    The next use starts fresh ones."""
+    global _writer, _readers
+    with _lock:
+        writer, readers, _writer, _readers = _writer, _readers, None, None
+    if writer is not None:
+        writer.shutdown()
+    if readers is not None:
+        readers.shutdown(wait=True)
