@@ -12,6 +12,11 @@ stall every long poll, AI call and send of the process. So:
 
 One write failing rolls back its own savepoint only; the others commit. If the commit
 itself fails (database gone), every write of that transaction gets the error.
+
+`write_many(kind, items_fn, item)` goes one step further for the writes every message
+makes (stamping a part, recording it sent): items of one kind submitted while the writer
+is busy become ONE call `items_fn(items)` — one UPDATE for fifty parts instead of fifty —
+and each caller gets its own item's result back.
 """
 
 import asyncio
@@ -51,22 +56,66 @@ def _transaction_run(fns: list[Callable[[], Any]]) -> list[_Outcome]:
     return outcomes
 
 
+class _Items:
+    """Items of one kind waiting for the writer: run as one call, answered one by one."""
+
+    def __init__(self, items_fn: Callable[[list[Any]], list[Any]]) -> None:
+        self.items_fn = items_fn
+        self.items: list[Any] = []
+        self.futures: list[asyncio.Future[Any]] = []
+
+    def __call__(self) -> list[Any]:
+        results = self.items_fn(self.items)
+        if len(results) != len(self.items):
+            raise RuntimeError(f"{self.items_fn.__name__} answered {len(results)} of {len(self.items)} items")
+        return results
+
+    def answer(self, future: "asyncio.Future[Any]") -> None:
+        """Hand each item's caller its result (or the whole call's error)."""
+        for index, item_future in enumerate(self.futures):
+            if item_future.done():
+                continue
+            if future.cancelled():
+                item_future.cancel()
+            elif future.exception() is not None:
+                item_future.set_exception(future.exception())  # type: ignore[arg-type]
+            else:
+                item_future.set_result(future.result()[index])
+
+
 class _Writer:
     """Coalesces the writes of one process into shared transactions (see module doc)."""
 
     def __init__(self) -> None:
         self._queue: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._open: dict[str, _Items] = {}  # kinds whose items the writer has not taken yet
         self._draining = False
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="db-writer")
 
     async def write(self, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        self._enqueue(fn, future)
+        return await future
+
+    async def write_many(self, kind: str, items_fn: Callable[[list[Any]], list[T]], item: Any) -> T:
+        loop = asyncio.get_running_loop()
+        pending = self._open.get(kind)
+        if pending is None:
+            pending = self._open[kind] = _Items(items_fn)
+            whole: asyncio.Future[list[Any]] = loop.create_future()
+            whole.add_done_callback(pending.answer)
+            self._enqueue(pending, whole)
+        future: asyncio.Future[T] = loop.create_future()
+        pending.items.append(item)
+        pending.futures.append(future)
+        return await future
+
+    def _enqueue(self, fn: Callable[[], Any], future: "asyncio.Future[Any]") -> None:
         self._queue.append((fn, future))
         if not self._draining:
             self._draining = True
-            loop.create_task(self._drain())
-        return await future
+            asyncio.get_running_loop().create_task(self._drain())
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
@@ -75,6 +124,9 @@ class _Writer:
                 batch = self._queue[:MAX_WRITES_PER_TRANSACTION]
                 del self._queue[:MAX_WRITES_PER_TRANSACTION]
                 fns = [fn for fn, _ in batch]
+                for fn in fns:  # taken: items of these kinds from now on start a new call
+                    if isinstance(fn, _Items):
+                        self._open = {k: v for k, v in self._open.items() if v is not fn}
                 try:
                     outcomes = await loop.run_in_executor(self._thread, _transaction_run, fns)
                 except BaseException as error:  # the executor itself failed (shutting down)
@@ -117,6 +169,13 @@ def _the_readers() -> ThreadPoolExecutor:
 async def write(fn: Callable[..., T], *args: Any) -> T:
     """Run `fn(*args)` in the process's next write transaction; await its result."""
     return await _the_writer().write(lambda: fn(*args))
+
+
+async def write_many(kind: str, items_fn: Callable[[list[Any]], list[T]], item: Any) -> T:
+    """Run `items_fn` in the process's next write transaction over every item of this
+    `kind` submitted until then; await this item's result (`items_fn` returns one result
+    per item, in order)."""
+    return await _the_writer().write_many(kind, items_fn, item)
 
 
 async def read(fn: Callable[..., T], *args: Any) -> T:

@@ -271,7 +271,7 @@ def _deliveries_enqueue(
 ) -> list[outbox.Part]:
     """Move each delivery to SENDING and create its outbox rows, in one transaction: a
     delivery is handed to the outbox exactly once (the conditional UPDATE decides)."""
-    now, parts = timezone.now(), []
+    now, outgoing = timezone.now(), []
     with transaction.atomic():
         for delivery in Delivery.objects.filter(pk__in=delivery_ids).select_related("chat"):
             if not Delivery.objects.filter(pk=delivery.pk, state=Delivery.State.PENDING).update(
@@ -284,11 +284,11 @@ def _deliveries_enqueue(
                     state=Delivery.State.SKIPPED, error=f"Chat inactive: {chat.inactive_reason}"[:500]
                 )
                 continue
-            parts += outbox.parts_create(
-                bot=run.scheduled.bot, chat=chat, parts=texts, scheduled_run=run,
-                first_fields={"ai_model": run.ai_model}, endpoint=endpoint,
-            )
-    return parts
+            outgoing.append(outbox.Outgoing(
+                bot=run.scheduled.bot, chat=chat, parts=texts, endpoint=endpoint,
+                scheduled_run=run, first_fields={"ai_model": run.ai_model},
+            ))
+        return [part for parts in outbox.parts_create(outgoing) for part in parts]
 
 
 # --- finishing, failing, resuming -----------------------------------------------------------

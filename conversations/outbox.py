@@ -29,14 +29,14 @@ fails the parts after it in its reply (a reply never arrives with a hole in it).
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, Q
+from django.db.models import BigIntegerField, Case, F, Q, Value, When
 from django.utils import timezone
 from telegram import MessageEntity
 
@@ -95,32 +95,43 @@ class Sent:
 # --- creating rows (inside the composer's write transaction) ----------------------------
 
 
-def parts_create(
-    *,
-    bot: Bot,
-    chat: Chat,
-    parts: Sequence[FormattedText],
-    reply_to: Message | None = None,
-    quote: int | None = None,
-    scheduled_run: ScheduledRun | None = None,
-    first_fields: dict[str, Any] | None = None,
-    endpoint: telegram.BotEndpoint,
-) -> list[Part]:
-    """Create the rows for one message (its parts), claimed by this process to send now."""
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to send, as its composer describes it."""
+
+    bot: Bot
+    chat: Chat
+    parts: Sequence[FormattedText]
+    endpoint: telegram.BotEndpoint = field(repr=False)
+    reply_to: Message | None = None
+    quote: int | None = None  # the Telegram message the first part quotes
+    scheduled_run: ScheduledRun | None = None
+    first_fields: dict[str, Any] = field(default_factory=dict)  # recorded on the first part
+
+
+def parts_create(messages: Sequence[Outgoing]) -> list[list[Part]]:
+    """Create the rows of these messages (one INSERT for all their parts), claimed by this
+    process to send now; the parts of each message, in order."""
     claim = claims.taken()
     rows = Message.objects.bulk_create(
         Message(
-            bot=bot, chat=chat, direction=Message.Direction.OUT, text=part.text,
-            entities=[e.to_dict() for e in part.entities], reply_to=reply_to,
-            quote_telegram_message_id=quote if index == 0 else None,
-            scheduled_run=scheduled_run,
-            scheduled_id=scheduled_run.scheduled_id if scheduled_run is not None else None,
+            bot=out.bot, chat=out.chat, direction=Message.Direction.OUT, text=part.text,
+            entities=[e.to_dict() for e in part.entities], reply_to=out.reply_to,
+            quote_telegram_message_id=out.quote if index == 0 else None,
+            scheduled_run=out.scheduled_run,
+            scheduled_id=out.scheduled_run.scheduled_id if out.scheduled_run is not None else None,
             send_state=Message.SendState.SENDING, **claim,
-            **((first_fields or {}) if index == 0 else {}),
+            **(out.first_fields if index == 0 else {}),
         )
-        for index, part in enumerate(parts)
+        for out in messages
+        for index, part in enumerate(out.parts)
     )
-    return [_part(row, chat, endpoint, last=row is rows[-1]) for row in rows]
+    created, start = [], 0
+    for out in messages:
+        mine = rows[start : start + len(out.parts)]
+        start += len(out.parts)
+        created.append([_part(row, out.chat, out.endpoint, last=row is mine[-1]) for row in mine])
+    return created
 
 
 def _part(row: Message, chat: Chat, endpoint: telegram.BotEndpoint, last: bool | None = None) -> Part:
@@ -214,7 +225,7 @@ async def _part_send(part: Part, summary: Sent) -> tuple[str, float]:
         except ratelimit.SlotUnavailable as busy:
             await dbwork.write(_release, [part.pk], busy.wait)
             return DEFERRED, busy.wait
-        if not await dbwork.write(_stamp, part.pk):
+        if not await dbwork.write_many("outbox.stamp", _stamp, part.pk):
             return LOST, 0.0
         try:
             telegram_id = await _deliver(part)
@@ -242,7 +253,7 @@ async def _part_send(part: Part, summary: Sent) -> tuple[str, float]:
                 summary.token_rejected = str(failure)
             await dbwork.write(_fail, part, str(failure))
             return FAILED, 0.0
-        await dbwork.write(_sent, part, telegram_id)
+        await dbwork.write_many("outbox.sent", _sent, (part, telegram_id))
         return SENT, 0.0
 
 
@@ -263,11 +274,16 @@ async def _deliver(part: Part) -> int:
 # --- the writes (each runs inside dbwork's shared transaction) -------------------------------
 
 
-def _stamp(pk: int) -> bool:
-    return bool(
-        claims.mine(Message.objects.filter(pk=pk, send_state=Message.SendState.SENDING))
-        .update(handed_at=timezone.now())
-    )
+def _stamp(pks: list[int]) -> list[bool]:
+    """Stamp these parts "handed to Telegram" (one UPDATE); which ones were still ours."""
+    now = timezone.now()
+    stamped = claims.mine(
+        Message.objects.filter(pk__in=pks, send_state=Message.SendState.SENDING)
+    ).update(handed_at=now)
+    if stamped == len(set(pks)):
+        return [True] * len(pks)
+    ours = set(claims.mine(Message.objects.filter(pk__in=pks, handed_at=now)).values_list("pk", flat=True))
+    return [pk in ours for pk in pks]
 
 
 def _unstamp(pk: int, attempts: int, error: str) -> None:
@@ -284,13 +300,39 @@ def _release(pks: list[int], wait: float) -> None:
     )
 
 
-def _sent(part: Part, telegram_id: int) -> None:
+def _sent(results: list[tuple[Part, int]]) -> list[None]:
+    """Record parts Telegram accepted (one UPDATE), and settle what they were for: a
+    reply's last part closes the reply (one UPDATE for all of them)."""
     now = timezone.now()
-    claims.mine(Message.objects.filter(pk=part.pk)).update(
-        send_state=Message.SendState.SENT, telegram_message_id=telegram_id, telegram_date=now,
-        updated_at=now, **claims.RELEASED,
+    telegram_ids = {part.pk: telegram_id for part, telegram_id in results}
+    claims.mine(Message.objects.filter(pk__in=telegram_ids)).update(
+        send_state=Message.SendState.SENT, telegram_date=now, updated_at=now, **claims.RELEASED,
+        telegram_message_id=Case(
+            *[When(pk=pk, then=Value(telegram_id)) for pk, telegram_id in telegram_ids.items()],
+            output_field=BigIntegerField(),
+        ),
     )
-    _settle(part)
+    last_of_replies = [part for part, _ in results if part.reply_to_id is not None and part.last]
+    _replies_close(last_of_replies, now)
+    closed = {id(part) for part in last_of_replies}
+    for part, _ in results:
+        if id(part) not in closed:
+            _settle(part)
+    return [None] * len(results)
+
+
+def _replies_close(parts: list[Part], now: Any) -> None:
+    """The replies whose last part was just sent are answered."""
+    if not parts:
+        return
+    bots = {part.reply_to_id: part.bot_id for part in parts}
+    sending = Message.objects.filter(pk__in=bots, reply_state=Message.ReplyState.SENDING)
+    closed = list(sending.values_list("pk", flat=True))
+    sending.filter(pk__in=closed).update(reply_state=Message.ReplyState.REPLIED, updated_at=now)
+    for bot_id, count in Counter(bots[pk] for pk in closed).items():
+        BotTask.objects.filter(bot_id=bot_id, status=BotTask.Status.RUNNING).update(
+            replies_sent=F("replies_sent") + count
+        )
 
 
 def _fail(part: Part, error: str) -> None:

@@ -188,7 +188,7 @@ async def _answer_one(job: _Job) -> None:
     if not parts:  # never an empty message: the persona's fallback is empty too
         await dbwork.write(_close, job.message.pk, Message.ReplyState.FAILED, "Nothing to send.")
         return
-    rows = await dbwork.write(_reply_enqueue, job, composition, parts)
+    rows = await dbwork.write_many("replies.enqueue", _replies_enqueue, (job, composition, parts))
     if rows:
         await outbox.parts_send(rows)
 
@@ -296,18 +296,29 @@ def _close(message_id: int, state: str, error: str) -> None:
     )
 
 
-def _reply_enqueue(job: _Job, composition: Composition, parts: list[FormattedText]) -> list[outbox.Part]:
-    """The parts become outbox rows and the message moves to SENDING, together; nothing
-    when another process took the message over meanwhile."""
-    message = job.message
-    moved = claims.mine(
-        Message.objects.filter(pk=message.pk, reply_state=Message.ReplyState.GENERATING)
-    ).update(reply_state=Message.ReplyState.SENDING, updated_at=timezone.now(), **claims.RELEASED)
-    if not moved or job.endpoint is None:
-        return []
-    return outbox.parts_create(
-        bot=message.bot, chat=message.chat, parts=parts, reply_to=message,
-        # In groups the first part quotes the question, so people see whom the bot answers.
-        quote=message.telegram_message_id if message.chat.is_group else None,
-        first_fields=composition.fields(), endpoint=job.endpoint,
+def _replies_enqueue(
+    replies: list[tuple[_Job, Composition, list[FormattedText]]],
+) -> list[list[outbox.Part]]:
+    """The parts become outbox rows and their messages move to SENDING, together (one
+    UPDATE, one INSERT for all); nothing for a message another process took over."""
+    ids = [job.message.pk for job, _, _ in replies]
+    answering = claims.mine(Message.objects.filter(pk__in=ids, reply_state=Message.ReplyState.GENERATING))
+    ours = set(answering.values_list("pk", flat=True))
+    answering.filter(pk__in=ours).update(
+        reply_state=Message.ReplyState.SENDING, updated_at=timezone.now(), **claims.RELEASED
     )
+    outgoing = [
+        outbox.Outgoing(
+            bot=job.message.bot, chat=job.message.chat, parts=parts, endpoint=job.endpoint,
+            reply_to=job.message, first_fields=composition.fields(),
+            # In groups the first part quotes the question, so people see whom the bot answers.
+            quote=job.message.telegram_message_id if job.message.chat.is_group else None,
+        )
+        for job, composition, parts in replies
+        if job.message.pk in ours and job.endpoint is not None
+    ]
+    created = iter(outbox.parts_create(outgoing))
+    return [
+        next(created) if job.message.pk in ours and job.endpoint is not None else []
+        for job, _, _ in replies
+    ]

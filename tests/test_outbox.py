@@ -45,10 +45,10 @@ def reply_in_flight(bot_task: BotTask, message: Message, texts: list[str]) -> li
     Message.objects.filter(pk=message.pk).update(reply_state=Message.ReplyState.SENDING, claimed_by="", claim_expires_at=None)
     message.refresh_from_db()
     endpoint = outbox.telegram.BotEndpoint.of(message.bot)
-    parts = outbox.parts_create(
+    (parts,) = outbox.parts_create([outbox.Outgoing(
         bot=message.bot, chat=message.chat, parts=[FormattedText(t) for t in texts],
         reply_to=message, endpoint=endpoint,
-    )
+    )])
     rows = Message.objects.filter(pk__in=[p.pk for p in parts])
     left_by_a_dead_worker(rows)
     return list(rows.order_by("id"))
@@ -156,8 +156,9 @@ def test_a_broadcast_follows_the_same_rule_and_finishes(telegram_api, emulated_b
     endpoint = outbox.telegram.BotEndpoint.of(bot)
     for chat, handed in ((chats[0], True), (chats[1], False)):
         Delivery.objects.filter(run=run, chat=chat).update(state="sending")
-        (part,) = outbox.parts_create(bot=bot, chat=chat, parts=[FormattedText("Once only")],
-                                      scheduled_run=run, endpoint=endpoint)
+        ((part,),) = outbox.parts_create([outbox.Outgoing(
+            bot=bot, chat=chat, parts=[FormattedText("Once only")], scheduled_run=run, endpoint=endpoint,
+        )])
         rows = Message.objects.filter(pk=part.pk)
         rows.update(handed_at=timezone.now() if handed else None)
         left_by_a_dead_worker(rows)
