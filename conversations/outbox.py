@@ -38,7 +38,6 @@ from typing import Any
 from django.conf import settings
 from django.db.models import BigIntegerField, Case, F, Q, Value, When
 from django.utils import timezone
-from telegram import MessageEntity
 
 from bots import ratelimit, telegram
 from bots.formatting import FormattedText
@@ -258,10 +257,9 @@ async def _part_send(part: Part, summary: Sent) -> tuple[str, float]:
 
 
 async def _deliver(part: Part) -> int:
-    entities = [MessageEntity.de_json(e, None) for e in part.entities]
     try:
         sent = await telegram.send_message_async(
-            part.endpoint, chat_id=part.chat_id, text=part.text, entities=entities,
+            part.endpoint, chat_id=part.chat_id, text=part.text, entities=part.entities,
             reply_to_message_id=part.quote,
         )
     except telegram.EntitiesRejected:
