@@ -1,12 +1,20 @@
 """AI load benchmark: Botfleet's real workers answering with Gemini (the Gemini
 emulator, in a process of its own, with a set latency) through the Telegram emulator.
 
-    python -m benchmarks.ai_load [--scenario throughput|ratelimit|all] [--quick]
-        [--workers K] [--concurrency C] [--json FILE]
+    python -m benchmarks.ai_load [--scenario burst|throughput|ratelimit|all] [--quick]
+        [--workers K] [--concurrency C] [--baseline/--no-baseline] [--json FILE]
 
+burst: 100 bots, then 1,000 private messages at once, Gemini answering in 2 s: AI
+    replies/s from the first message to the last reply (>= 90, and >= 0.9x the PTB
+    peer), fallbacks, lost, duplicates, latency.
 throughput: 200 chats (10 bots x 20 users), each user writing again as soon as the
     previous reply came, for 60 s, Gemini answering in 2 s: AI replies/s (at most
-    chats / latency = 100), fallback replies, latency, Gemini requests.
+    chats / latency = 100; >= 90, and >= 0.9x the PTB peer), fallback replies,
+    latency, Gemini requests.
+burst and throughput also run, in the same run, the same load through the PTB peer
+    (benchmarks/ptb_baseline.py in AI mode: google-genai's async client, concurrent
+    updates on, PTB's default pools) on bots of its own, against the same Gemini
+    emulator process with the same latency, after Botfleet's workers have stopped.
 ratelimit: one credential limited to 600 requests/minute offered twice that (20
     messages/s from distinct users for 90 s), Gemini answering in 0.2 s: the most
     requests Gemini saw in any 60 s (at most 600), the share answered (AI or fallback)
@@ -27,19 +35,26 @@ from typing import Any
 
 from benchmarks import runner
 
-ORDER = ["throughput", "ratelimit"]
+ORDER = ["burst", "throughput", "ratelimit"]
+# Issue sizes. "messages" is the burst's; "duration" does not apply to it.
 FULL: dict[str, dict[str, float]] = {
+    "burst": {"bots": 100, "users": 1, "messages": 1000, "duration": 0, "latency": 2.0, "rpm": 100_000},
     "throughput": {"bots": 10, "users": 20, "duration": 60, "latency": 2.0, "rpm": 100_000},
     "ratelimit": {"bots": 10, "users": 1, "duration": 90, "latency": 0.2, "rpm": 600},
 }
 QUICK: dict[str, dict[str, float]] = {
+    "burst": {"bots": 10, "users": 1, "messages": 100, "duration": 0, "latency": 2.0, "rpm": 100_000},
     "throughput": {"bots": 4, "users": 10, "duration": 20, "latency": 2.0, "rpm": 100_000},
     "ratelimit": {"bots": 4, "users": 1, "duration": 40, "latency": 0.2, "rpm": 60},
 }
+WITH_PEER = ("burst", "throughput")  # the scenarios the issue compares with a PTB peer
+TARGET_AI_PER_S = 90.0  # burst and throughput, at 2 s Gemini latency
+TARGET_PEER_RATIO = 0.9  # burst and throughput: Botfleet's AI replies/s over the peer's
 TARGET_SHARE_OF_CEILING = 0.9  # throughput: >= 90 replies/s of the 100 possible
 TARGET_ANSWERED_SHARE = 0.99  # ratelimit: answered within ANSWER_WITHIN_S
 ANSWER_WITHIN_S = 10.0
 MODEL = "gemini-2.5-flash"
+API_KEY = "bench-gemini-key"  # the Gemini emulator accepts any key
 
 Figures = dict[str, Any]
 
@@ -49,6 +64,7 @@ class AiParams:
     scenario: str
     bots: int
     users: int  # throughput: users (chats) per bot
+    messages: int  # burst: messages, all at once
     duration: float
     latency: float  # seconds the Gemini emulator takes per answer
     rpm: int  # the credential's requests_per_minute
@@ -61,6 +77,7 @@ class AiParams:
     quick: bool
     worker_loglevel: str
     profile_workers: bool = False
+    baseline: bool = True  # burst, throughput: also run the PTB peer
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -73,7 +90,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke-test sizes: throughput 40 chats for 20 s; ratelimit 60/min offered 2/s for 40 s",
+        help="smoke-test sizes: burst 10 bots x 100 messages; throughput 40 chats for 20 s; "
+        "ratelimit 60/min offered 2/s for 40 s",
+    )
+    parser.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="burst, throughput: also run the same load through the PTB peer (default on)",
     )
     parser.add_argument(
         "--workers", type=int, default=2, help="Celery worker processes (default 2)"
@@ -84,7 +108,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default=128,
         help="threads per worker (default 128: each AI call holds a thread for its latency)",
     )
-    parser.add_argument("--bots", type=int, help="bots (default 10; --quick 4)")
+    parser.add_argument(
+        "--bots", type=int, help="bots (burst 100, others 10; --quick: burst 10, others 4)"
+    )
+    parser.add_argument(
+        "--messages", type=int, help="burst: messages at once (default 1,000; --quick 100)"
+    )
     parser.add_argument(
         "--users", type=int, help="throughput: users (chats) per bot (default 20; --quick 10)"
     )
@@ -108,7 +137,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     runner.common_options(parser)
     args = runner.options_parse(
         parser, argv,
-        positive=("bots", "users", "duration", "latency", "rpm", "rate", "workers", "concurrency"),
+        positive=(
+            "bots", "users", "messages", "duration", "latency", "rpm", "rate", "workers",
+            "concurrency",
+        ),
     )
     if args.warm_up < 0:
         parser.error("--warm-up must not be negative")
@@ -128,6 +160,7 @@ def params_for(name: str, args: argparse.Namespace) -> AiParams:
         scenario=name,
         bots=int(pick("bots")),
         users=int(pick("users")) if name == "throughput" else 1,
+        messages=int(pick("messages")) if name == "burst" else 0,
         duration=duration,
         latency=pick("latency"),
         rpm=rpm,
@@ -136,10 +169,11 @@ def params_for(name: str, args: argparse.Namespace) -> AiParams:
         concurrency=args.concurrency,
         warm_up_s=min(args.warm_up, duration / 2),
         reply_timeout_s=30.0 if args.quick else 60.0,
-        drain_s=30.0,
+        drain_s=(30.0 if args.quick else 60.0) if name == "burst" else 30.0,
         quick=args.quick,
         worker_loglevel=args.worker_loglevel,
         profile_workers=args.profile_workers,
+        baseline=args.baseline and name in WITH_PEER,
     )
 
 
@@ -363,7 +397,7 @@ def run_scenario(ctx: Any, p: AiParams) -> Figures:
     from benchmarks import procs
     from benchmarks.report import progress
     from benchmarks.rigging import with_rig
-    from benchmarks.stack import LOAD_POLL_TIMEOUT, Rig
+    from benchmarks.stack import Rig
     from emulators.gemini import GeminiEmulatorClient
 
     progress(f"{p.scenario}: starting the Gemini emulator (latency {p.latency:g} s)", force=True)
@@ -374,13 +408,12 @@ def run_scenario(ctx: Any, p: AiParams) -> Figures:
         rig = Rig(
             ctx.stack,
             p.scenario,
-            poll_timeout=LOAD_POLL_TIMEOUT,
             workers=p.workers,
             concurrency=p.concurrency,
             loglevel=p.worker_loglevel,
             profile=p.profile_workers,
         )
-        body = throughput if p.scenario == "throughput" else ratelimit
+        body = {"burst": burst, "throughput": throughput, "ratelimit": ratelimit}[p.scenario]
         return with_rig(
             ctx, rig, lambda emulator: body(ctx, p, rig, emulator, gemini, gemini_child, url)
         )
@@ -394,26 +427,41 @@ def run_scenario(ctx: Any, p: AiParams) -> Figures:
 def throughput(
     ctx: Any, p: AiParams, rig: Any, emulator: Any, gemini: Any, child: Any, url: str
 ) -> Figures:
-    from benchmarks.ai_traffic import AI, ClosedLoop, analyse, rate_in, run_closed_loop
-
     fleet, setup = ai_up(ctx, rig, emulator, gemini, url, p)
     users = [(bot.token, ctx.users.take()) for bot in fleet.bots for _ in range(p.users)]
+    figures = {
+        "params": asdict(p) | ctx.stack.polling(),
+        "setup": setup,
+        **_closed_loop(emulator, rig, child, users, p, fleet.fallback, p.scenario),
+        **_after(fleet, gemini),
+    }
+    figures = _finish(rig, fleet, figures)
+    if p.baseline:
+        figures["peer"] = _peer(ctx, rig, emulator, gemini, child, url, p, _closed_loop_peer)
+    return figures
+
+
+def _closed_loop(
+    emulator: Any, rig: Any, child: Any, users: list[tuple[str, int]], p: AiParams,
+    fallback: str, label: str,
+) -> Figures:
+    """The closed loop on these (bot token, user id) pairs, and its figures."""
+    from benchmarks.ai_traffic import AI, ClosedLoop, analyse, rate_in, run_closed_loop
+
     loop = ClosedLoop(
         emulator.url,
         users,
         until=time.monotonic() + p.duration,
         reply_timeout=p.reply_timeout_s,
-        label=p.scenario,
-        fallback=fleet.fallback,
+        label=label,
+        fallback=fallback,
     )
     with Meter(rig, child) as meter:
         began = run_closed_loop(loop, grace=15)
-    outcome = analyse(emulator, loop.sent, fleet.fallback)
+    outcome = analyse(emulator, loop.sent, fallback)
     steady = (began + p.warm_up_s, began + p.duration)
     everything = [t for times in outcome.reply_times.values() for t in times]
-    figures = {
-        "params": asdict(p),
-        "setup": setup,
+    return {
         "chats": len(users),
         "ceiling_per_s": round(len(users) / p.latency, 1),
         "ai_per_s_steady": _round(rate_in(outcome.reply_times.get(AI, []), *steady)),
@@ -425,9 +473,132 @@ def throughput(
         "user_timeouts": loop.timeouts,
         "user_errors": dict(loop.errors),
         **outcome.figures(),
-        **_after(fleet, gemini, meter),
+        **meter.figures,
     }
-    return _finish(rig, fleet, figures)
+
+
+def _closed_loop_peer(
+    ctx: Any, rig: Any, emulator: Any, child: Any, tokens: list[str], p: AiParams, label: str
+) -> Figures:
+    users = [(token, ctx.users.take()) for token in tokens for _ in range(p.users)]
+    return _closed_loop(emulator, rig, child, users, p, "", label)
+
+
+def burst(ctx: Any, p: AiParams, rig: Any, emulator: Any, gemini: Any, child: Any, url: str) -> Figures:
+    """Every message at once, spread round-robin over the bots, each from a user of its
+    own; AI replies/s from the first message written to the last AI reply."""
+    fleet, setup = ai_up(ctx, rig, emulator, gemini, url, p)
+    figures = {
+        "params": asdict(p) | ctx.stack.polling(),
+        "setup": setup,
+        **_burst_measure(
+            ctx, rig, emulator, child, [b.token for b in fleet.bots], p, fleet.fallback, p.scenario
+        ),
+        **_after(fleet, gemini),
+    }
+    figures = _finish(rig, fleet, figures)
+    if p.baseline:
+        figures["peer"] = _peer(ctx, rig, emulator, gemini, child, url, p, _burst_peer)
+    return figures
+
+
+def _burst_measure(
+    ctx: Any, rig: Any, emulator: Any, child: Any, tokens: list[str], p: AiParams,
+    fallback: str, label: str,
+) -> Figures:
+    from benchmarks import traffic
+    from benchmarks.ai_traffic import AI, Sent, analyse
+    from benchmarks.report import progress
+
+    counter = traffic.ReplyCounter(emulator)
+    with Meter(rig, child) as meter:
+        injected, inject_s = traffic.inject_burst(
+            emulator, tokens, p.messages, users=ctx.users, counter=counter, label=label
+        )
+        deadline = time.monotonic() + p.drain_s
+        while counter.count() < len(injected) and time.monotonic() < deadline:
+            progress(lambda: counter.rate_line(label, len(injected)))
+            time.sleep(0.25)
+        time.sleep(traffic.DUPLICATE_GRACE_S)
+    outcome = analyse(
+        emulator, [Sent(i.token, i.chat_id, i.update_id, i.text) for i in injected], fallback
+    )
+    progress(f"{label}: {outcome.answered}/{outcome.messages} answered", force=True)
+    first = min(outcome.injected_at) if outcome.injected_at else None
+    ai_times = outcome.reply_times.get(AI, [])
+    every = [t for times in outcome.reply_times.values() for t in times]
+
+    def per_s(count: int, times: list[float]) -> float | None:
+        span = max(times) - first if times and first is not None else 0
+        return round(count / span, 1) if span > 0 else None
+
+    return {
+        "injection_s": round(inject_s, 2),
+        "injection_rate_per_s": round(len(injected) / inject_s, 1) if inject_s else None,
+        "ai_per_s": per_s(len(ai_times), ai_times),
+        "replies_per_s": per_s(len(every), every),
+        **outcome.figures(),
+        **meter.figures,
+    }
+
+
+def _burst_peer(
+    ctx: Any, rig: Any, emulator: Any, child: Any, tokens: list[str], p: AiParams, label: str
+) -> Figures:
+    return _burst_measure(ctx, rig, emulator, child, tokens, p, "", label)
+
+
+def _peer(
+    ctx: Any, rig: Any, emulator: Any, gemini: Any, child: Any, url: str, p: AiParams,
+    measure: Any,
+) -> Figures:
+    """The same load through the PTB peer (AI mode), on bots of its own, against the same
+    Gemini emulator process (same latency; its record cleared first). Botfleet's
+    workers and beat have stopped by now. A warm-up bot of its own takes a few messages
+    first (the SDK's session, imports), as Botfleet's warm-up bot does."""
+    from benchmarks import fleet as fleets
+    from benchmarks import traffic
+    from benchmarks.ai_traffic import Sent, analyse, gemini_figures
+    from benchmarks.load import baseline_errors
+    from benchmarks.report import progress
+
+    label = f"{p.scenario} peer"
+    infos = fleets.register_bots(emulator, p.bots + 1, "Peer")
+    tokens, warm = [i["token"] for i in infos[:-1]], infos[-1]
+    progress(f"{label}: starting the PTB peer ({p.bots} bots, AI mode)", force=True)
+    since = time.time()
+    given = rig.baseline_start(
+        [i["token"] for i in infos],
+        poll_timeout=int(ctx.stack.polling()["poll_timeout_s"]),
+        gemini_url=url,
+        gemini_key=API_KEY,
+        model=MODEL,
+    )
+    polling = traffic.wait_polled(
+        emulator, [i["id"] for i in infos], since=since, timeout=60, label=label
+    )
+    warm_sent = [
+        traffic.inject_one(emulator, warm["token"], ctx.users.take(), f"peer warm-up {n}")
+        for n in range(4)
+    ]
+    warm_up = [Sent(w.token, w.chat_id, w.update_id, w.text) for w in warm_sent]
+    deadline = time.monotonic() + 30 + p.latency
+    outcome = analyse(emulator, warm_up, "")
+    while outcome.lost and time.monotonic() < deadline:
+        time.sleep(0.5)
+        outcome = analyse(emulator, warm_up, "")
+    gemini.clear_requests()
+    figures = measure(ctx, rig, emulator, child, tokens, p, label)
+    figures["gemini"] = gemini_figures(gemini)
+    figures.update(
+        bots=len(tokens),
+        polling_bots=len(polling),
+        warm_up={"messages": outcome.messages, "answered": outcome.answered},
+        errors=baseline_errors(rig.baseline_stop()),
+        given=given,
+        same_gemini_emulator=True,
+    )
+    return figures
 
 
 def ratelimit(
@@ -460,7 +631,7 @@ def ratelimit(
     )
     within = outcome.within(ANSWER_WITHIN_S)
     figures = {
-        "params": asdict(p),
+        "params": asdict(p) | ctx.stack.polling(),
         "setup": setup,
         "injection_s": round(inject_s, 1),
         "injection_rate_per_s": round(len(injected) / inject_s, 2) if inject_s else None,
@@ -468,12 +639,13 @@ def ratelimit(
         "answered_within": within,
         "answered_within_share": round(within / len(injected), 4) if injected else None,
         **outcome.figures(),
-        **_after(fleet, gemini, meter),
+        **_after(fleet, gemini),
+        **meter.figures,
     }
     return _finish(rig, fleet, figures)
 
 
-def _after(fleet: AiFleet, gemini: Any, meter: Meter) -> Figures:
+def _after(fleet: AiFleet, gemini: Any) -> Figures:
     from django.conf import settings
 
     from benchmarks.ai_traffic import credential_figures, gemini_figures, reply_errors
@@ -493,7 +665,6 @@ def _after(fleet: AiFleet, gemini: Any, meter: Meter) -> Figures:
                 "AI_CIRCUIT_COOLDOWN",
             )
         },
-        **meter.figures,
     }
 
 
@@ -523,6 +694,7 @@ def main(argv: list[str] | None = None) -> int:
         keep_files=args.keep_files,
         context=lambda stack: Context(stack=stack, users=UserIds(start=2_000_000_000)),
         scenario=lambda ctx, name: run_scenario(ctx, params_for(name, args)),
+        poll_timeout=args.poll_timeout,
     )
     setup = (
         f"{args.workers} worker(s) x {args.concurrency} threads; "

@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     from benchmarks import fleet as fleets
     from benchmarks import traffic
     from benchmarks.report import latency_summary, progress
-    from benchmarks.stack import LOAD_POLL_TIMEOUT, Rig, Stack
+    from benchmarks.stack import Rig, Stack
     from emulators.telegram import EmulatorClient
 
     os.environ["SCHEDULED_BROADCAST_LANES"] = str(args.lanes)  # read by the workers' settings
@@ -222,7 +222,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     try:
         progress("set-up: database, Redis, migrations", force=True)
         stack.open()
-        rig = Rig(stack, "broadcast", poll_timeout=LOAD_POLL_TIMEOUT, workers=args.workers,
+        rig = Rig(stack, "broadcast", workers=args.workers,
                   concurrency=args.concurrency)
         emulator = EmulatorClient(rig.emulator_start())
         [live] = fleets.fleet_create(emulator=emulator, count=1, label=f"live {stack.run_id}")

@@ -1,5 +1,6 @@
 """The idle scenario: many bots started at once, then nothing to do. What does
-starting cost, and what does waiting cost in memory and CPU?"""
+starting cost, and what does waiting cost in memory and CPU, for the workers and for
+the whole system (workers, beat, web, Redis)? The poll timeout is the product's own."""
 
 import time
 from dataclasses import asdict
@@ -19,20 +20,32 @@ from benchmarks.rigging import (
     spread,
     with_rig,
 )
-from benchmarks.sampler import MachineCpu, RssSampler, cpu_snapshot, cpu_used, mib, tree_rss
-from benchmarks.stack import IDLE_POLL_TIMEOUT, Rig
+from benchmarks.sampler import (
+    MachineCpu,
+    RssSampler,
+    cpu_snapshot,
+    cpu_used,
+    mib,
+    tree_pss,
+    tree_rss,
+)
+from benchmarks.stack import Rig
 from emulators.telegram import EmulatorClient
 
 FLOOR_S = 5.0  # how long the workers are measured before any bot starts
+SETTLE_S = 3.0  # first: beat (started just before the workers) finishes its start-up
 
 
 def idle(ctx: Context, p: Params) -> Figures:
     """Many bots started at once, then nothing to do: what does waiting cost?"""
-    rig = rig_for(ctx, p, "idle", IDLE_POLL_TIMEOUT)
+    rig = rig_for(ctx, p, "idle")
 
     def body(emulator: EmulatorClient) -> Figures:
         floor: Figures = {}
-        with RssSampler(rig.pids) as rss:
+        if p.web:
+            progress("idle: starting the web process (gunicorn)", force=True)
+            rig.web_start()
+        with RssSampler(rig.system_pids) as rss:
             fleet, start, first = fleet_up(
                 ctx,
                 rig,
@@ -46,22 +59,30 @@ def idle(ctx: Context, p: Params) -> Figures:
             rss.reset()
             figures.update(_idle_window(rig, emulator, rss, p.duration, len(fleet)))
         figures["floor"] = floor
-        figures["params"] = asdict(p) | {"poll_timeout_s": IDLE_POLL_TIMEOUT}
+        figures["params"] = asdict(p) | ctx.stack.polling()
+        figures["redis_measured"] = bool(rig.system_pids()["redis"])
         return finish(rig, fleet, figures)
 
     return with_rig(ctx, rig, body)
 
 
 def _floor(rig: Rig, seconds: float = FLOOR_S) -> Figures:
-    """The workers with no bot running yet: what the rest of the idle figures sit on."""
+    """The workers (and the whole system) with no bot running yet: what the rest of the
+    idle figures sit on."""
     progress(f"idle: measuring the workers with no bot running ({seconds:g} s)", force=True)
-    before, began = cpu_snapshot(rig.pids()["workers"]), time.monotonic()
+    time.sleep(SETTLE_S)
+    groups = rig.system_pids()
+    before = {name: cpu_snapshot(groups[name]) for name in ("workers", "system")}
+    began = time.monotonic()
     time.sleep(seconds)
-    after, wall = cpu_snapshot(rig.pids()["workers"]), time.monotonic() - began
+    after = {name: cpu_snapshot(groups[name]) for name in ("workers", "system")}
+    wall = time.monotonic() - began
     return {
         "window_s": round(wall, 1),
-        "workers_cpu_cores": round(cpu_used(before, after) / wall, 4),
-        "workers_rss_mib": mib(tree_rss(rig.pids()["workers"])),
+        "workers_cpu_cores": round(cpu_used(before["workers"], after["workers"]) / wall, 4),
+        "workers_rss_mib": mib(tree_rss(groups["workers"])),
+        "system_cpu_cores": round(cpu_used(before["system"], after["system"]) / wall, 4),
+        "system_rss_mib": mib(tree_rss(groups["system"])),
     }
 
 
@@ -87,18 +108,20 @@ def _start_figures(
 def _idle_window(
     rig: Rig, emulator: EmulatorClient, rss: RssSampler, duration: float, bots: int
 ) -> Figures:
-    machine, cpu_before = MachineCpu(), cpu_by_group(rig)
+    machine, cpu_before = MachineCpu(), cpu_by_group(rig, system=True)
     window_start, began = time.time(), time.monotonic()
     while (elapsed := time.monotonic() - began) < duration:
         progress(
             lambda elapsed=elapsed: (
                 f"idle: {elapsed:.0f}/{duration:.0f} s, {emulator.stats()['active_polls']} long polls open, "
-                f"workers RSS {mib(rss.last.get('workers', 0))} MiB"
+                f"workers RSS {mib(rss.last.get('workers', 0))} MiB, "
+                f"system RSS {mib(rss.last.get('system', 0))} MiB"
             )
         )
         time.sleep(min(0.5, max(0.0, duration - elapsed)))
     window_s, window_end = time.monotonic() - began, time.time()
-    cpu_after = cpu_by_group(rig)
+    cpu_after = cpu_by_group(rig, system=True)
+    pss = tree_pss(rig.system_pids()["system"])
     polls = traffic.polls_between(emulator, window_start, window_end)
     cpu_s = cpu_delta(cpu_before, cpu_after)
     return {
@@ -106,6 +129,7 @@ def _idle_window(
         "rss_peak_mib": {name: mib(size) for name, size in rss.peak.items()},
         "rss_end_mib": {name: mib(size) for name, size in rss.last.items()},
         "rss_samples": rss.samples,
+        "system_pss_end_mib": mib(pss) if pss is not None else None,
         "cpu_s": cpu_s,
         "cpu_cores": {name: round(sec / window_s, 3) for name, sec in cpu_s.items()},
         "bots_polled_in_window": len(polls),

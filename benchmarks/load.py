@@ -1,5 +1,6 @@
 """Load scenarios: `burst` (every message at once) and `paced` (a steady rate), each
-measured on Botfleet and then, on bots of its own, on the plain PTB baseline."""
+measured on Botfleet and then, in the same run and on bots of its own, on the plain
+PTB peer (`benchmarks.ptb_baseline`: concurrent updates on, PTB's default pools)."""
 
 import json
 import time
@@ -21,7 +22,7 @@ from benchmarks.rigging import (
     with_rig,
 )
 from benchmarks.sampler import MachineCpu, RssSampler, mib
-from benchmarks.stack import LOAD_POLL_TIMEOUT, Rig
+from benchmarks.stack import Rig
 from emulators.telegram import EmulatorClient
 
 Injector = Callable[[list[str], traffic.ReplyCounter], tuple[list[traffic.Injected], float]]
@@ -81,11 +82,14 @@ def botfleet_load(
 def baseline_load(
     rig: Rig, emulator: EmulatorClient, p: Params, inject: Injector, label: str
 ) -> Figures:
-    """The same load through plain python-telegram-bot, on bots of its own."""
+    """The same load through plain python-telegram-bot, on bots of its own, with the
+    same long-poll timeout as Botfleet's workers."""
     infos = fleets.register_bots(emulator, p.bots, "Baseline")
     since = time.time()
     progress(f"{label}: starting the PTB baseline ({p.bots} bots)", force=True)
-    rig.baseline_start([info["token"] for info in infos], poll_timeout=LOAD_POLL_TIMEOUT)
+    given = rig.baseline_start(
+        [info["token"] for info in infos], poll_timeout=int(rig.stack.polling()["poll_timeout_s"])
+    )
     first = traffic.wait_polled(
         emulator, [info["id"] for info in infos], since=since, timeout=60, label=label
     )
@@ -93,12 +97,15 @@ def baseline_load(
         rig, emulator, [info["token"] for info in infos], inject, drain_s=p.drain_s, label=label
     )
     figures.update(
-        bots=len(infos), polling_bots=len(first), errors=_baseline_errors(rig.baseline_stop())
+        bots=len(infos),
+        polling_bots=len(first),
+        errors=baseline_errors(rig.baseline_stop()),
+        given=given,
     )
     return figures
 
 
-def _baseline_errors(log: str) -> dict[str, int]:
+def baseline_errors(log: str) -> dict[str, int]:
     for line in reversed(log.splitlines()):
         if line.startswith('{"errors"'):
             return json.loads(line)["errors"]
@@ -108,12 +115,12 @@ def _baseline_errors(log: str) -> dict[str, int]:
 def _load_scenario(
     ctx: Context, p: Params, name: str, make_inject: Callable[[EmulatorClient, str], Injector]
 ) -> Figures:
-    rig = rig_for(ctx, p, name, LOAD_POLL_TIMEOUT)
+    rig = rig_for(ctx, p, name)
 
     def body(emulator: EmulatorClient) -> Figures:
         inject = make_inject(emulator, name)
         result: Figures = {
-            "params": asdict(p),
+            "params": asdict(p) | ctx.stack.polling(),
             "botfleet": botfleet_load(ctx, rig, emulator, p, inject, name),
         }
         if p.baseline:

@@ -9,7 +9,7 @@ from benchmarks import fleet as fleets
 from benchmarks import traffic
 from benchmarks.report import latency_summary, progress
 from benchmarks.rigging import Context, Figures, Params, finish, fleet_up, rig_for, spread, with_rig
-from benchmarks.stack import LEASE_GRACE, LOAD_POLL_TIMEOUT, Rig
+from benchmarks.stack import Rig
 from emulators.telegram import EmulatorClient
 
 SUPERVISOR_EVERY_S = 10.0  # what beat does (SUPERVISOR_INTERVAL), for --supervisor driver
@@ -18,16 +18,13 @@ SUPERVISOR_EVERY_S = 10.0  # what beat does (SUPERVISOR_INTERVAL), for --supervi
 def recovery(ctx: Context, p: Params) -> Figures:
     """SIGKILL every worker mid-poll, write to the bots while none runs, start fresh
     workers: how long until every bot polls again, and is every message answered once?"""
-    rig = rig_for(ctx, p, "recovery", LOAD_POLL_TIMEOUT)
+    rig = rig_for(ctx, p, "recovery")
 
     def body(emulator: EmulatorClient) -> Figures:
         fleet, start, _ = fleet_up(ctx, rig, emulator, p, p.bots, "recovery")
         time.sleep(2)  # every bot is now inside a long poll
         figures = _outage(ctx, rig, emulator, fleet, p)
-        figures["params"] = asdict(p) | {
-            "poll_timeout_s": LOAD_POLL_TIMEOUT,
-            "lease_grace_s": LEASE_GRACE,
-        }
+        figures["params"] = asdict(p) | ctx.stack.polling()
         figures["start_failures"] = len(start.failures)
         return finish(rig, fleet, figures)
 
@@ -83,7 +80,12 @@ def _wait_recovered(
     p: Params,
 ) -> dict[int, float]:
     """Until every bot polled again after the kill (bounded), running the supervisor
-    from here every 10 s when no beat process does it."""
+    from here every 10 s when no beat process does it. The bound leaves room for a
+    killed poller's lease (poll timeout + grace) to expire and the supervisor to run."""
+    from django.conf import settings
+
+    lease_s = settings.TELEGRAM_POLL_TIMEOUT + settings.POLL_LEASE_GRACE
+    timeout = max(p.recovery_timeout_s, lease_s + 2 * SUPERVISOR_EVERY_S + 30)
     ids, began, revived_at = {b.telegram_id for b in fleet}, time.monotonic(), 0.0
     while True:
         if p.supervisor == "driver" and time.monotonic() - revived_at >= SUPERVISOR_EVERY_S:
@@ -97,7 +99,7 @@ def _wait_recovered(
         )
         if (
             len(first) == len(ids) and replies >= p.messages
-        ) or time.monotonic() - began > p.recovery_timeout_s:
+        ) or time.monotonic() - began > timeout:
             return first
         time.sleep(0.5)
 
@@ -106,7 +108,8 @@ def _supervise() -> None:
     from django.db import close_old_connections
 
     from bots import supervisor
+    from conversations.tasks import claims_reap
 
     supervisor.pollers_revive()
-    supervisor.replies_requeue()
+    claims_reap.delay()  # the reaper's work runs in a worker, as under beat
     close_old_connections()

@@ -35,6 +35,7 @@ class Params:
     supervisor: str  # "beat": a real celery-beat process; "driver": call it from here
     worker_loglevel: str = "WARNING"  # INFO logs every task with its run time (diagnosis)
     profile_workers: bool = False  # sample the workers' thread stacks (diagnosis)
+    web: bool = True  # idle: run the web process (gunicorn) too, as the whole system
 
 
 @dataclass
@@ -47,11 +48,10 @@ def fleet_label(ctx: Context, scenario: str) -> str:
     return f"{scenario} {ctx.stack.run_id}"
 
 
-def rig_for(ctx: Context, p: Params, scenario: str, poll_timeout: int) -> Rig:
+def rig_for(ctx: Context, p: Params, scenario: str) -> Rig:
     return Rig(
         ctx.stack,
         scenario,
-        poll_timeout=poll_timeout,
         workers=p.workers,
         concurrency=p.concurrency,
         loglevel=p.worker_loglevel,
@@ -74,8 +74,11 @@ def with_rig(ctx: Context, rig: Rig, body: Callable[[EmulatorClient], Figures]) 
         ctx.stack.redis_reset()
 
 
-def cpu_by_group(rig: Rig) -> dict[str, dict[int, float]]:
-    groups = {name: cpu_snapshot(pids) for name, pids in rig.pids().items() if pids}
+def cpu_by_group(rig: Rig, *, system: bool = False) -> dict[str, dict[int, float]]:
+    """CPU snapshot per process group; with `system`, also "redis" and "system" (see
+    Rig.system_pids)."""
+    found = rig.system_pids() if system else rig.pids()
+    groups = {name: cpu_snapshot(pids) for name, pids in found.items() if pids}
     # Only this process: every other process of the benchmark is its child.
     groups["driver"] = cpu_snapshot([os.getpid()], children=False)
     return groups

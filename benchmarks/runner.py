@@ -34,6 +34,12 @@ def common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keep-files", action="store_true", help="keep the logs and database (path printed)"
     )
+    parser.add_argument(
+        "--poll-timeout",
+        type=int,
+        help="TELEGRAM_POLL_TIMEOUT for every process of the run, the PTB peer's included "
+        "(default: the product's own setting)",
+    )
 
 
 def options_parse(
@@ -42,7 +48,7 @@ def options_parse(
     """Parse, refusing zero or negative values for the `positive` options."""
     args = parser.parse_args(argv)
     args.keep_files = args.keep_files or args.profile_workers  # profiles live in the logs
-    for name in positive:
+    for name in (*positive, "poll_timeout"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
@@ -79,13 +85,15 @@ def scenarios_run(
     keep_files: bool,
     context: Callable[[Any], Any],
     scenario: Callable[[Any, str], Figures],
+    poll_timeout: int | None = None,
 ) -> Outcome:
     """Open one stack, run each named scenario on it, close the stack whatever happens."""
     from benchmarks.report import progress
     from benchmarks.stack import Stack
 
     sigterm_as_interrupt()
-    stack, outcome, began = Stack(keep_files=keep_files), Outcome(), time.monotonic()
+    stack = Stack(keep_files=keep_files, poll_timeout=poll_timeout)
+    outcome, began = Outcome(), time.monotonic()
     try:
         progress("setting up: database, Redis, migrations", force=True)
         stack.open()
@@ -103,6 +111,12 @@ def scenarios_run(
     finally:
         stack.close()
     outcome.stack_description = stack.description
+    if stack.django_ready:  # Django knows the settings in force
+        polling = stack.polling()
+        outcome.stack_description += (
+            f"; poll timeout {polling['poll_timeout_s']} s ({polling['poll_timeout_source']}), "
+            f"lease grace {polling['lease_grace_s']} s"
+        )
     outcome.seconds = time.monotonic() - began
     return outcome
 

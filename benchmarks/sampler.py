@@ -33,6 +33,23 @@ def tree_rss(pids: list[int]) -> int:
     return total
 
 
+def tree_pss(pids: list[int]) -> int | None:
+    """Bytes of proportional set size (shared pages split between their users) of these
+    trees: what they add to the machine's memory, unlike summed RSS, which counts a
+    page shared by forked processes once per process. Slow (reads smaps): call rarely.
+    None where the platform does not report it."""
+    total = 0
+    for pid in pids:
+        for process in _tree(pid):
+            try:
+                total += process.memory_full_info().pss
+            except AttributeError:
+                return None
+            except psutil.Error:
+                pass
+    return total
+
+
 def cpu_snapshot(pids: list[int], *, children: bool = True) -> dict[int, float]:
     """CPU seconds (user + system) per process of these trees (or of these processes
     alone, with children=False), by pid."""

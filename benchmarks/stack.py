@@ -3,7 +3,12 @@
 `Stack` lives for the whole run: a scratch directory, the database (a temporary SQLite
 file, or DATABASE_URL), Redis (embedded, or REDIS_URL) and Django in this process.
 `Rig` lives for one scenario: a Telegram emulator process, K Celery workers, one
-celery-beat and, for the comparison, the python-telegram-bot baseline process.
+celery-beat, optionally the web process (gunicorn, as in production) and, for the
+comparison, the python-telegram-bot peer process.
+
+Poll timeout and lease grace: the product's own (`TELEGRAM_POLL_TIMEOUT`,
+`POLL_LEASE_GRACE` in config/settings.py, or whatever the environment sets), unless
+`--poll-timeout` is given; the reports print the values in force.
 """
 
 import json
@@ -23,20 +28,23 @@ from benchmarks import procs
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 QUEUES = "polling,replies,scheduled,default"
-LOAD_POLL_TIMEOUT = 10  # seconds per getUpdates long poll under load
-IDLE_POLL_TIMEOUT = 20  # idle fleet: fewer requests per bot
-LEASE_GRACE = 15
+WEB_WORKERS = 3  # gunicorn workers, as in the Dockerfile and docker-compose.yml
 
 
 class Stack:
-    def __init__(self, *, keep_files: bool) -> None:
+    def __init__(self, *, keep_files: bool, poll_timeout: int | None = None) -> None:
         self.keep_files = keep_files
+        # None: the product's default (or the environment's TELEGRAM_POLL_TIMEOUT).
+        self.poll_timeout_given = poll_timeout
+        self.poll_timeout_from_env = "TELEGRAM_POLL_TIMEOUT" in os.environ
         self.run_id = uuid.uuid4().hex[:6]
         self.workdir = Path(tempfile.mkdtemp(prefix="botfleet-bench-"))
         self.database_url = ""
         self.database_given = bool(os.environ.get("DATABASE_URL"))
         self.redis_url = ""
         self._redis: object | None = None  # EmbeddedRedis, when we started one
+        self._redis_pid: int | None = None
+        self.django_ready = False
         self._secrets: dict[str, str] = {}
 
     # --- set-up ---------------------------------------------------------------
@@ -76,6 +84,7 @@ class Stack:
         import django
 
         django.setup()
+        self.django_ready = True
 
     def env(self, **extra: object) -> dict[str, str]:
         """Environment for every process of the system (and for Django in the driver)."""
@@ -84,13 +93,45 @@ class Stack:
             "DJANGO_SETTINGS_MODULE": "config.settings",
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
-            "TELEGRAM_POLL_TIMEOUT": str(LOAD_POLL_TIMEOUT),
-            "POLL_LEASE_GRACE": str(LEASE_GRACE),
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
             **self._secrets,
         }
+        if self.poll_timeout_given is not None:
+            base["TELEGRAM_POLL_TIMEOUT"] = str(self.poll_timeout_given)
         return {**base, **{key: str(value) for key, value in extra.items()}}
+
+    def polling(self) -> dict[str, object]:
+        """The poll timeout and lease grace every process of the run uses (the driver's
+        Django settings: same environment as the workers), and where the timeout came from."""
+        from django.conf import settings
+
+        if self.poll_timeout_given is not None:
+            source = "--poll-timeout"
+        elif self.poll_timeout_from_env:
+            source = "TELEGRAM_POLL_TIMEOUT in the environment"
+        elif "TELEGRAM_POLL_TIMEOUT" in _dotenv(PROJECT_DIR / ".env"):
+            source = "TELEGRAM_POLL_TIMEOUT in .env"
+        else:
+            source = "product default"
+        return {
+            "poll_timeout_s": settings.TELEGRAM_POLL_TIMEOUT,
+            "poll_timeout_source": source,
+            "lease_grace_s": settings.POLL_LEASE_GRACE,
+        }
+
+    def redis_pid(self) -> int | None:
+        """Our embedded Redis server's pid (part of the system's footprint); None for a
+        Redis given in REDIS_URL (not ours to measure: it may serve others too)."""
+        if self._redis is None:
+            return None
+        if self._redis_pid is None:
+            try:
+                info = redis.Redis.from_url(self.redis_url, socket_timeout=5).info("server")
+            except redis.RedisError:
+                return None
+            self._redis_pid = int(info["process_id"])
+        return self._redis_pid
 
     @property
     def description(self) -> str:
@@ -123,6 +164,10 @@ class Stack:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def _dotenv(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
 def _production_secrets() -> dict[str, str]:
     """DEBUG off, as in production: with DEBUG on, Django keeps every SQL query of every
     connection in memory, which would inflate the workers' RSS and CPU. DEBUG off needs
@@ -148,7 +193,6 @@ class Rig:
         stack: Stack,
         scenario: str,
         *,
-        poll_timeout: int,
         workers: int,
         concurrency: int,
         loglevel: str = "WARNING",
@@ -158,21 +202,22 @@ class Rig:
         self.loglevel = loglevel
         self.profile = profile  # run workers under benchmarks.stack_sampler
         self.scenario = scenario
-        self.poll_timeout = poll_timeout
         self.worker_count = workers
         self.concurrency = concurrency
         self.emulator: procs.Child | None = None
         self.emulator_url = ""
         self.workers: list[procs.Child] = []
         self.beat: procs.Child | None = None
+        self.web: procs.Child | None = None
         self.baseline: procs.Child | None = None
         self._generation = 0  # worker generations (recovery starts a second one)
+        self._added = 0  # single workers added later (worker_add)
 
     def _log(self, name: str) -> Path:
         return self.stack.workdir / "logs" / f"{self.scenario}-{name}.log"
 
     def _env(self, **extra: object) -> dict[str, str]:
-        return self.stack.env(TELEGRAM_POLL_TIMEOUT=self.poll_timeout, **extra)
+        return self.stack.env(**extra)
 
     # --- the emulator ----------------------------------------------------------------
 
@@ -193,39 +238,51 @@ class Rig:
     def workers_start(self, timeout: float = 90) -> list[str]:
         """Start K workers and wait until each answers a broadcast ping (so it consumes)."""
         self._generation += 1
-        names = []
-        for n in range(1, self.worker_count + 1):
-            name = f"bench{self._generation}-{n}-{self.stack.run_id}@%h"
-            self.workers.append(
-                procs.spawn(
-                    f"worker {n}",
-                    [
-                        *self._python_prefix(f"worker{self._generation}-{n}"),
-                        "celery",
-                        "-A",
-                        "config",
-                        "worker",
-                        "--pool",
-                        "threads",
-                        "--concurrency",
-                        str(self.concurrency),
-                        "--queues",
-                        QUEUES,
-                        "--hostname",
-                        name,
-                        "--without-gossip",
-                        "--without-mingle",
-                        "--loglevel",
-                        self.loglevel,
-                    ],
-                    env=self._env(LOG_LEVEL=self.loglevel),
-                    cwd=PROJECT_DIR,
-                    log_path=self._log(f"worker{self._generation}-{n}"),
-                )
-            )
-            names.append(name.split("@")[0])
+        names = [
+            self._worker_spawn(f"{self._generation}-{n}", f"worker {n}")
+            for n in range(1, self.worker_count + 1)
+        ]
         self._wait_workers_ready(names, timeout)
         return names
+
+    def worker_add(self, timeout: float = 90) -> procs.Child:
+        """One more worker (a replacement for a killed one), ready when this returns."""
+        self._added += 1
+        name = self._worker_spawn(f"added{self._added}", f"added worker {self._added}")
+        self._wait_workers_ready([name], timeout)
+        return self.workers[-1]
+
+    def _worker_spawn(self, tag: str, label: str) -> str:
+        """The same command line as the Procfile's worker, logged to logs/<scenario>-worker<tag>.log."""
+        name = f"bench{tag}-{self.stack.run_id}@%h"
+        self.workers.append(
+            procs.spawn(
+                label,
+                [
+                    *self._python_prefix(f"worker{tag}"),
+                    "celery",
+                    "-A",
+                    "config",
+                    "worker",
+                    "--pool",
+                    "threads",
+                    "--concurrency",
+                    str(self.concurrency),
+                    "--queues",
+                    QUEUES,
+                    "--hostname",
+                    name,
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--loglevel",
+                    self.loglevel,
+                ],
+                env=self._env(LOG_LEVEL=self.loglevel),
+                cwd=PROJECT_DIR,
+                log_path=self._log(f"worker{tag}"),
+            )
+        )
+        return name.split("@")[0]
 
     def _python_prefix(self, name: str) -> list[str]:
         if not self.profile:
@@ -285,13 +342,57 @@ class Rig:
         if self.beat is not None:
             procs.stop(self.beat, grace=10)
 
+    # --- the web process ---------------------------------------------------------------------
+
+    def web_start(self, timeout: float = 60) -> str:
+        """The admin and dashboard as production serves them (the Dockerfile's command:
+        gunicorn with 3 workers), on a free loopback port; part of the system's idle
+        footprint. Returns its URL once every gunicorn worker has booted."""
+        self.web = procs.spawn(
+            "web (gunicorn)",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "config.wsgi:application",
+                "--bind",
+                "127.0.0.1:0",
+                "--workers",
+                str(WEB_WORKERS),
+            ],
+            env=self._env(),
+            cwd=PROJECT_DIR,
+            log_path=self._log("web"),
+        )
+        url = procs.wait_for_log(self.web, r"Listening at: (http://\S+)", timeout=timeout).group(1)
+        deadline = time.monotonic() + timeout
+        while self.web.log().count("Booting worker") < WEB_WORKERS:
+            if time.monotonic() > deadline or not self.web.running():
+                raise RuntimeError(f"web did not boot {WEB_WORKERS} workers:\n{self.web.log()[-2000:]}")
+            time.sleep(0.1)
+        return url
+
+    def web_stop(self) -> None:
+        if self.web is not None:
+            procs.stop(self.web, grace=10)
+
     # --- the python-telegram-bot baseline --------------------------------------------------
 
     def baseline_start(
-        self, tokens: list[str], poll_timeout: int, timeout: float = 120
-    ) -> procs.Child:
+        self,
+        tokens: list[str],
+        poll_timeout: int,
+        timeout: float = 120,
+        *,
+        gemini_url: str = "",
+        gemini_key: str = "",
+        model: str = "",
+    ) -> dict[str, object]:
+        """Start the PTB peer (AI mode when `gemini_url` is given); returns what it
+        says it was given (its ready line)."""
         tokens_file = self.stack.workdir / f"baseline-tokens-{self.scenario}.json"
         tokens_file.write_text(json.dumps(tokens))  # a file, not argv: `ps` shows argv
+        ai = ["--gemini-url", gemini_url, "--model", model] if gemini_url else []
         self.baseline = procs.spawn(
             "ptb baseline",
             [
@@ -304,13 +405,14 @@ class Rig:
                 str(tokens_file),
                 "--poll-timeout",
                 str(poll_timeout),
+                *ai,
             ],
-            env=self._env(),
+            env=self._env(GEMINI_API_KEY=gemini_key),  # the key in the environment, not argv
             cwd=PROJECT_DIR,
             log_path=self._log("ptb-baseline"),
         )
-        procs.wait_for_log(self.baseline, r"ptb baseline ready", timeout=timeout)
-        return self.baseline
+        match = procs.wait_for_log(self.baseline, r"ptb baseline ready: \d+ bots (\{.*\})", timeout=timeout)
+        return json.loads(match.group(1))
 
     def baseline_stop(self) -> str:
         """Stop the baseline; returns its log (its last line is a JSON summary)."""
@@ -326,8 +428,20 @@ class Rig:
             "workers": [w.pid for w in self.live_workers()],
             "emulator": [self.emulator.pid] if self.emulator and self.emulator.running() else [],
             "beat": [self.beat.pid] if self.beat and self.beat.running() else [],
+            "web": [self.web.pid] if self.web and self.web.running() else [],
             "baseline": [self.baseline.pid] if self.baseline and self.baseline.running() else [],
         }
+        return groups
+
+    def system_pids(self) -> dict[str, list[int]]:
+        """`pids()` plus "redis" (ours, when embedded) and "system": everything Botfleet
+        itself runs (workers, beat, web, Redis), summed as one group."""
+        groups = self.pids()
+        redis_pid = self.stack.redis_pid()
+        groups["redis"] = [redis_pid] if redis_pid else []
+        groups["system"] = [
+            pid for name in ("workers", "beat", "web", "redis") for pid in groups[name]
+        ]
         return groups
 
     def worker_logs(self) -> list[str]:
@@ -336,6 +450,6 @@ class Rig:
     def close(self) -> None:
         """Workers before the emulator (so they do not log a storm of refused polls)."""
         procs.stop_all(self.live_workers(), grace=15)
-        for child in (self.beat, self.baseline, self.emulator):
+        for child in (self.beat, self.web, self.baseline, self.emulator):
             if child is not None:
                 procs.stop(child, grace=10)

@@ -27,7 +27,9 @@ from collections import Counter
 from pathlib import Path
 
 INTERVAL_S = 0.005
-ROOTS = ("reply_process", "cycle_finish", "cycle_launch")  # frames that mark a task's thread
+# Frames that mark a worker's busy threads: the I/O loop (polls, AI calls, sends) and the
+# database writer (config.dbwork).
+ROOTS = ("run_forever", "_transaction_run")
 DEPTH = 3  # innermost frames kept per sample, plus the innermost project frames
 PROJECT_FRAMES = 3
 PROJECT_DIR = str(Path(__file__).resolve().parent.parent)

@@ -8,6 +8,7 @@ from benchmarks.report import Row, fmt, ratio, section, table, target
 Figures = dict[str, Any]
 
 TARGET_BURST_RPS = 300
+TARGET_BURST_PEER_RATIO = 1.0  # Botfleet replies/s over the PTB peer's
 TARGET_PACED_P50_MS = 30
 TARGET_PACED_P99_MS = 150
 TARGET_IDLE_RSS_MIB = 1024
@@ -116,6 +117,7 @@ def _load_notes(ours: Figures, theirs: Figures | None) -> list[str]:
         _logs_line("Botfleet worker/beat logs", ours["logs"]),
     ]
     if theirs:
+        notes.append(f"  PTB baseline (the peer), as given: {peer_given(theirs.get('given'))}")
         notes.append(f"  PTB baseline handler errors: {theirs['errors'] or 'none'}")
     for who, figures in (("Botfleet", ours), ("PTB baseline", theirs)):
         if figures:
@@ -124,6 +126,29 @@ def _load_notes(ours: Figures, theirs: Figures | None) -> list[str]:
                 _stage_line(stage, summary) for stage, summary in figures["stages"].items()
             )
     return notes
+
+
+def peer_given(given: Figures | None) -> str:
+    """What the PTB peer was built with, as it reported it."""
+    if not given:
+        return "n/a"
+    request, updates = given["request"], given["get_updates_request"]
+    text = (
+        f"{given['builder']}: concurrent_updates={given['concurrent_updates']} per bot, "
+        f"connection_pool_size={request['connection_pool_size']} (pool_timeout "
+        f"{request['pool_timeout_s']} s), get_updates pool {updates['connection_pool_size']}, "
+        f"poll timeout {given['poll_timeout_s']} s; one process, one asyncio loop"
+    )
+    if "ai" in given:
+        ai = given["ai"]
+        text += f"; AI: {ai['client']}, model {ai['model']}, system instruction {ai['system_instruction']!r}"
+    return text
+
+
+def peer_ratio_target(ours: float | None, theirs: float | None, goal: float) -> str:
+    """'>= 1.0x the peer met' (or MISSED, or n/a without a peer figure)."""
+    value = ours / theirs if ours and theirs else None
+    return target(f">= {goal:g}x the peer", value, goal, at_most=False)
 
 
 def _stage_line(stage: str, s: Figures) -> str:
@@ -143,14 +168,19 @@ def _logs_line(title: str, logs: Figures) -> str:
 def render_burst(figures: Figures) -> str:
     ours, theirs = figures["botfleet"], figures.get("baseline")
     rows = _load_rows(ours, theirs)
-    rows[0] = (
-        *rows[0][:4],
-        target(f">= {TARGET_BURST_RPS}", ours["replies_per_s"], TARGET_BURST_RPS, at_most=False),
-    )
+    goal = target(f">= {TARGET_BURST_RPS}", ours["replies_per_s"], TARGET_BURST_RPS, at_most=False)
+    if theirs:
+        goal += "; " + peer_ratio_target(
+            ours["replies_per_s"], theirs["replies_per_s"], TARGET_BURST_PEER_RATIO
+        )
+    rows[0] = (*rows[0][:4], goal)
     rows[1] = (*rows[1][:4], target("0", ours["lost"], 0, at_most=True))
     rows[2] = (*rows[2][:4], target("0", ours["duplicate_chats"], 0, at_most=True))
     p = figures["params"]
-    title = f"burst: {p['bots']} bots, {p['messages']} messages, {p['workers']} worker(s) x {p['concurrency']} threads"
+    title = (
+        f"burst: {p['bots']} bots, {p['messages']} messages, {p['workers']} worker(s) x "
+        f"{p['concurrency']} threads, poll timeout {p['poll_timeout_s']} s"
+    )
     return section(
         title, [table(rows, with_baseline=theirs is not None), *_load_notes(ours, theirs)]
     )
@@ -171,7 +201,7 @@ def render_paced(figures: Figures) -> str:
     p = figures["params"]
     title = (
         f"paced: {p['bots']} bots, {p['rate']:g} messages/s for {p['duration']:g} s, "
-        f"{p['workers']} worker(s) x {p['concurrency']} threads"
+        f"{p['workers']} worker(s) x {p['concurrency']} threads, poll timeout {p['poll_timeout_s']} s"
     )
     return section(
         title, [table(rows, with_baseline=theirs is not None), *_load_notes(ours, theirs)]
@@ -182,9 +212,12 @@ def render_paced(figures: Figures) -> str:
 
 
 def render_idle(f: Figures) -> str:
+    p = f["params"]
+    sys_rss, sys_cpu = f["rss_peak_mib"].get("system"), f["cpu_cores"].get("system")
     rss, cpu = f["rss_peak_mib"].get("workers"), f["cpu_cores"].get("workers")
     start, poll, floor = f["task_start_call_s"], f["start_to_first_poll_s"], f.get("floor", {})
     per_cycle = _per_cycle_ms(f, floor)
+    parts = ["workers", "beat", *(["web"] if p.get("web") else []), *(["redis"] if f.get("redis_measured") else [])]
     rows: list[Row] = [
         (
             "starting all tasks (s, wall)",
@@ -210,60 +243,89 @@ def render_idle(f: Figures) -> str:
         ("bots never polled after Start", fmt(f["never_polled"]), "", "", ""),
         ("idle window (s)", fmt(f["idle_window_s"]), "", "", ""),
         (
-            "workers RSS, peak in window (MiB)",
-            fmt(rss),
+            "WHOLE SYSTEM CPU in window (cores)",
+            fmt(sys_cpu, digits=3),
             "",
             "",
-            target(f"<= {TARGET_IDLE_RSS_MIB}", rss, TARGET_IDLE_RSS_MIB, at_most=True),
+            target(f"<= {TARGET_IDLE_CPU_CORES}", sys_cpu, TARGET_IDLE_CPU_CORES, at_most=True)
+            + f"; {' + '.join(parts)}",
         ),
         (
-            "workers RSS, end of window (MiB)",
-            fmt(f["rss_end_mib"].get("workers")),
+            "WHOLE SYSTEM RSS, peak in window (MiB)",
+            fmt(sys_rss),
             "",
             "",
-            f"{f['rss_samples']} samples",
+            target(f"<= {TARGET_IDLE_RSS_MIB}", sys_rss, TARGET_IDLE_RSS_MIB, at_most=True)
+            + f"; summed per sample, {f['rss_samples']} samples",
         ),
         (
-            "workers CPU in window (cores)",
-            fmt(cpu, digits=3),
+            "  whole system PSS, end of window (MiB)",
+            fmt(f.get("system_pss_end_mib")),
             "",
             "",
-            target(f"<= {TARGET_IDLE_CPU_CORES}", cpu, TARGET_IDLE_CPU_CORES, at_most=True),
+            "shared pages split between processes (summed RSS counts them per process)",
         ),
-        ("bots polled in window", f"{f['bots_polled_in_window']} of {f['bots']}", "", "", ""),
         (
-            "workers with no bot running: CPU (cores) / RSS (MiB)",
+            "  CPU (cores): workers / beat / web / Redis",
+            " / ".join(fmt(f["cpu_cores"].get(k), digits=3) for k in ("workers", "beat", "web", "redis")),
+            "",
+            "",
+            "",
+        ),
+        (
+            "  RSS peak (MiB): workers / beat / web / Redis",
+            " / ".join(fmt(f["rss_peak_mib"].get(k)) for k in ("workers", "beat", "web", "redis")),
+            "",
+            "",
+            "",
+        ),
+        ("workers RSS, peak in window (MiB)", fmt(rss), "", "", ""),
+        ("workers RSS, end of window (MiB)", fmt(f["rss_end_mib"].get("workers")), "", "", ""),
+        ("workers CPU in window (cores)", fmt(cpu, digits=3), "", "", ""),
+        (
+            "bots polled in window",
+            f"{f['bots_polled_in_window']} of {f['bots']}",
+            "",
+            "",
+            f"each bot polls once per poll timeout ({p['poll_timeout_s']} s)",
+        ),
+        (
+            "no bot running: workers CPU (cores) / RSS (MiB)",
             f"{fmt(floor.get('workers_cpu_cores'), digits=3)} / {fmt(floor.get('workers_rss_mib'))}",
             "",
             "",
             f"over {fmt(floor.get('window_s'))} s",
         ),
+        (
+            "no bot running: whole system CPU (cores) / RSS (MiB)",
+            f"{fmt(floor.get('system_cpu_cores'), digits=3)} / {fmt(floor.get('system_rss_mib'))}",
+            "",
+            "",
+            "",
+        ),
         ("workers CPU per getUpdates cycle, above that (ms)", fmt(per_cycle), "", "", "derived"),
         ("getUpdates calls in window", fmt(f["get_updates_in_window"]), "", "", ""),
         (
-            "CPU in window: emulator / beat / driver (cores)",
-            " / ".join(
-                fmt(f["cpu_cores"].get(k), digits=3) for k in ("emulator", "beat", "driver")
-            ),
+            "not the system: emulator / driver CPU (cores)",
+            " / ".join(fmt(f["cpu_cores"].get(k), digits=3) for k in ("emulator", "driver")),
             "",
             "",
             "",
         ),
-        (
-            "RSS peak: emulator / beat (MiB)",
-            " / ".join(fmt(f["rss_peak_mib"].get(k)) for k in ("emulator", "beat")),
-            "",
-            "",
-            "",
-        ),
+        ("emulator RSS peak (MiB)", fmt(f["rss_peak_mib"].get("emulator")), "", "", ""),
         ("machine CPU busy (all cores, anyone's)", f"{f['machine_cpu_busy']:.0%}", "", "", ""),
     ]
-    p = f["params"]
     title = (
-        f"idle: {p['bots']} bots, {p['duration']:g} s idle, poll timeout {p['poll_timeout_s']} s, "
-        f"{p['workers']} worker(s) x {p['concurrency']} threads"
+        f"idle: {p['bots']} bots, {p['duration']:g} s idle, poll timeout {p['poll_timeout_s']} s "
+        f"({p['poll_timeout_source']}), {p['workers']} worker(s) x {p['concurrency']} threads"
     )
     notes = [f"  tasks: {f['tasks']}", _logs_line("worker/beat logs", f["logs"])]
+    if not f.get("redis_measured"):
+        notes.append("  Redis: REDIS_URL given, not ours: not in the whole-system figures")
+    notes.append(
+        "  the database: SQLite lives inside the processes above; a PostgreSQL server "
+        "(DATABASE_URL) is not measured"
+    )
     if f["start_failure_examples"]:
         notes.append(f"  start failures, e.g.: {f['start_failure_examples']}")
     return section(title, [table(rows, with_baseline=False), *notes])

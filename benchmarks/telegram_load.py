@@ -2,12 +2,15 @@
 
     python -m benchmarks.telegram_load [--scenario burst|paced|idle|recovery|all]
         [--bots N] [--messages M] [--rate R] [--duration S] [--workers K]
-        [--concurrency C] [--baseline/--no-baseline] [--quick] [--json FILE]
+        [--concurrency C] [--baseline/--no-baseline] [--web/--no-web]
+        [--poll-timeout S] [--quick] [--json FILE]
 
 Sets up everything itself (a temporary SQLite database or DATABASE_URL, an embedded
-Redis or REDIS_URL, the emulator, K Celery workers and celery-beat), prints a progress
-line about every second on stderr and a report on stdout, and stops every process it
-started, also on Ctrl-C. See benchmarks/README.md for what each figure means.
+Redis or REDIS_URL, the emulator, K Celery workers and celery-beat; for idle, the web
+process too), prints a progress line about every second on stderr and a report on
+stdout, and stops every process it started, also on Ctrl-C. Burst and paced run the
+PTB peer (benchmarks/ptb_baseline.py) in the same run and print Botfleet/peer ratios.
+See benchmarks/README.md for what each figure means.
 """
 
 import argparse
@@ -61,9 +64,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="also run burst/paced through plain python-telegram-bot (default on)",
     )
     parser.add_argument(
+        "--web",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="idle: run the web process (gunicorn, 3 workers, as in production) as part of "
+        "the whole system (default on)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke-test sizes (10-bot burst of 100, 5 s paced, 100 idle bots for 20 s, 5-bot recovery)",
+        help="smoke-test sizes (10-bot burst of 100, 5 s paced, 100 idle bots for 20 s or one "
+        "poll timeout + 5 s, 5-bot recovery)",
     )
     parser.add_argument(
         "--supervisor",
@@ -90,7 +101,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def params_for(name: str, args: argparse.Namespace) -> Any:
     from benchmarks.scenarios import Params
 
-    sizes = (QUICK if args.quick else FULL)[name]
+    sizes = dict((QUICK if args.quick else FULL)[name])
+    if args.quick and name == "idle":
+        from django.conf import settings
+
+        # Every bot should poll at least once in the window, whatever the poll timeout.
+        sizes["duration"] = max(sizes["duration"], settings.TELEGRAM_POLL_TIMEOUT + 5)
 
     def pick(key: str, default: float) -> float:
         given = getattr(args, key)
@@ -111,6 +127,7 @@ def params_for(name: str, args: argparse.Namespace) -> Any:
         supervisor=args.supervisor,
         worker_loglevel=args.worker_loglevel,
         profile_workers=args.profile_workers,
+        web=args.web,
     )
 
 
@@ -125,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         keep_files=args.keep_files,
         context=lambda stack: Context(stack=stack, users=UserIds()),
         scenario=lambda ctx, name: SCENARIOS[name](ctx, params_for(name, args)),
+        poll_timeout=args.poll_timeout,
     )
     setup = (
         f"{args.workers} worker(s) x {args.concurrency} threads; supervisor: {args.supervisor}; "
