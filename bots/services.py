@@ -37,7 +37,11 @@ def task_start(*, task: BotTask) -> BotTask:
         with transaction.atomic():
             started = BotTask.objects.filter(pk=task.pk).exclude(status=BotTask.Status.RUNNING).update(
                 status=BotTask.Status.RUNNING, poll_token=token, poll_owner="", poll_claimed_at=None,
-                lease_expires_at=now + timedelta(seconds=settings.POLL_LEASE_GRACE),
+                # As long as a renewed lease: a poll_cycle queued behind a thousand
+                # Start presses is not revived before it ran.
+                lease_expires_at=now + timedelta(
+                    seconds=settings.POLL_LEASE_RENEW_INTERVAL + settings.POLL_LEASE_GRACE
+                ),
                 started_at=now, stopped_at=None, last_error="", consecutive_failures=0,
                 updated_at=now,
             )

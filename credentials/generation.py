@@ -130,13 +130,22 @@ def circuit_for(credential: AICredential) -> Circuit:
 
 async def _usage_record_off_loop(*, credential: AICredential, error: str = "") -> None:
     """The ORM is blocking: on the loop's thread it would stall every other call. The
-    process's writer (config.dbwork) records it in its next shared transaction."""
-    await dbwork.write(lambda: usage_record(credential=credential, error=error))
+    process's writer (config.dbwork) records the calls made meanwhile together: one
+    UPDATE per credential, not one per AI call."""
+    await dbwork.write_many("credentials.usage", usages_record, (credential.pk, error))
 
 
-def usage_record(*, credential: AICredential, error: str = "") -> None:
+def usages_record(calls: list[tuple[int, str]]) -> list[None]:
+    """Count AI calls (credential id, error or "") on their credentials."""
     now = timezone.now()
-    fields: dict[str, object] = {"requests_total": F("requests_total") + 1, "last_used_at": now}
-    if error:
-        fields.update(failures_total=F("failures_total") + 1, last_error=error[:500], last_error_at=now)
-    AICredential.objects.filter(pk=credential.pk).update(**fields)
+    for credential_id in dict.fromkeys(pk for pk, _ in calls):
+        errors = [error for pk, error in calls if pk == credential_id and error]
+        fields: dict[str, object] = {
+            "requests_total": F("requests_total") + sum(pk == credential_id for pk, _ in calls),
+            "last_used_at": now,
+        }
+        if errors:
+            fields.update(failures_total=F("failures_total") + len(errors),
+                          last_error=errors[-1][:500], last_error_at=now)
+        AICredential.objects.filter(pk=credential_id).update(**fields)
+    return [None] * len(calls)
