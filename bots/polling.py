@@ -123,8 +123,8 @@ class Poller:
             except Exception:
                 log.exception("task %s: unexpected error while polling", self.task_id)
                 failures += 1
-                failure = telegram.TransientFailure("Unexpected error while polling; see the worker log.")
-                if not await self._failed(failure, failures):
+                unexpected = telegram.TransientFailure("Unexpected error while polling; see the worker log.")
+                if not await self._failed(unexpected, failures):
                     return
                 continue
             if failures:
@@ -167,7 +167,7 @@ def retry_delay(failure: telegram.TelegramFailure, failures: int) -> float:
     if isinstance(failure, telegram.FloodWait):
         return failure.retry_after
     base, cap = (10.0, 300.0) if isinstance(failure, telegram.PollingConflict) else (1.0, 60.0)
-    delay = min(cap, base * 2 ** (failures - 1))
+    delay = min(cap, base * 2.0 ** (failures - 1))
     return delay * random.uniform(0.8, 1.2)
 
 

@@ -138,4 +138,5 @@ def cycle_enqueue(*, task_id: int, token: str, countdown: float = 0) -> None:
     # Imported here: tasks import services, and services only need this one name.
     from bots.tasks import poll_cycle
 
-    poll_cycle.apply_async((task_id, token), countdown=countdown or None)
+    # Celery reads a countdown of 0 as none (no ETA): the message runs at once.
+    poll_cycle.apply_async((task_id, token), countdown=countdown)

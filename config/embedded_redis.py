@@ -29,7 +29,8 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]  # (host, port) for an IPv4 socket
+        return port
 
 
 def redis_server_binary() -> str:

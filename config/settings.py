@@ -209,7 +209,7 @@ OUTBOX_MAX_INLINE_WAIT = env.float("OUTBOX_MAX_INLINE_WAIT", default=30.0)
 # --- Sandbox (the demo chat page with an emulated Telegram) ----------------
 SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=DEBUG)
 # The Telegram Bot API emulator bin/run starts (its control API and Bot API).
-SANDBOX_EMULATOR_URL = env.str("SANDBOX_EMULATOR_URL", default="http://127.0.0.1:8081")
+SANDBOX_EMULATOR_URL: str = env.str("SANDBOX_EMULATOR_URL", default="http://127.0.0.1:8081")
 
 # --- Scheduled messages -------------------------------------------------------
 # Sending tasks per big broadcast. They share the bot's 30 messages/s, so a second one

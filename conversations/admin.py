@@ -1,3 +1,4 @@
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin, messages
@@ -173,7 +174,7 @@ class ScheduledMessageAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">{}</a> ({})', url, task.name, state)
 
 
-def _runs_next(obj: ScheduledMessage, count: int) -> list:  # type: ignore[type-arg]
+def _runs_next(obj: ScheduledMessage, count: int) -> list[datetime]:
     try:
         return scheduling.runs_next(scheduled=obj, count=count)
     except ValidationError:

@@ -18,7 +18,8 @@ class ScheduledMessageForm(forms.ModelForm):
         widgets = {"cron": forms.TextInput(attrs={"placeholder": "0 9 * * 1-5", "size": 30})}
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data  # what a ModelForm's clean() returns (stubs: Optional)
         bot, chats = data.get("bot"), data.get("chats")
         if data.get("audience") != ScheduledMessage.Audience.CHATS or bot is None:
             return data

@@ -323,7 +323,7 @@ def _replies_close(parts: list[Part], now: Any) -> None:
     """The replies whose last part was just sent are answered."""
     if not parts:
         return
-    bots = {part.reply_to_id: part.bot_id for part in parts}
+    bots = {part.reply_to_id: part.bot_id for part in parts if part.reply_to_id is not None}
     sending = Message.objects.filter(pk__in=bots, reply_state=Message.ReplyState.SENDING)
     closed = list(sending.values_list("pk", flat=True))
     sending.filter(pk__in=closed).update(reply_state=Message.ReplyState.REPLIED, updated_at=now)

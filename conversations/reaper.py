@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from conversations import claims, outbox, replies
@@ -61,7 +61,7 @@ def claims_reap_and_resume() -> Reaped:
     return reaped
 
 
-def _lapsed(now: datetime):  # type: ignore[no-untyped-def]
+def _lapsed(now: datetime) -> QuerySet[Message]:
     """Incoming messages waiting for an answer that no live process is working on."""
     return Message.objects.filter(
         direction=Message.Direction.IN,

@@ -111,7 +111,7 @@ def runs_next(*, scheduled: ScheduledMessage, after: datetime | None = None, cou
         return [at.astimezone(_tz(scheduled))] if at and at > after else []
     if scheduled.start_at and scheduled.start_at > after:
         after = scheduled.start_at - timedelta(microseconds=1)
-    runs = []
+    runs: list[datetime] = []
     for slot in _slots_after(cron_schedule(scheduled=scheduled), after):
         if len(runs) >= count or (scheduled.end_at and slot > scheduled.end_at):
             break

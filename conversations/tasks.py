@@ -36,7 +36,7 @@ def scheduled_run_send(run_id: int, lane: int) -> None:
     if outcome.retry_in is not None:
         # A new message rather than self.retry(): more to send and rate-limit waits
         # are not failures, and a fresh task lets other work have the thread.
-        scheduled_run_send.apply_async((run_id, lane), countdown=outcome.retry_in or None)
+        scheduled_run_send.apply_async((run_id, lane), countdown=outcome.retry_in)
 
 
 @shared_task(name="conversations.tasks.scheduled_runs_resume")

@@ -6,7 +6,7 @@ means a wrong key breaks only the code that uses the secret (with a clear
 DecryptionError), not every admin page that lists the row.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.db import models
@@ -70,7 +70,16 @@ class _SecretAttribute(DeferredAttribute):
         instance.__dict__[self.field.attname] = Secret.wrap(value)
 
 
-class EncryptedSecretField(models.TextField):
+# What the type checker sees (django-stubs' Field[set type, get type]): a str or a Secret
+# may be assigned, and the attribute always reads as a Secret (see _SecretAttribute).
+# Django's Field cannot be subscripted at run time, hence the plain TextField there.
+if TYPE_CHECKING:
+    _SecretTextField = models.TextField[Secret | str | None, Secret]
+else:
+    _SecretTextField = models.TextField
+
+
+class EncryptedSecretField(_SecretTextField):
     descriptor_class = _SecretAttribute
 
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Secret:
@@ -82,7 +91,7 @@ class EncryptedSecretField(models.TextField):
     def get_prep_value(self, value: Any) -> str:
         return Secret.wrap(value).ciphertext
 
-    def formfield(self, **kwargs: Any) -> forms.Field:
+    def formfield(self, **kwargs: Any) -> forms.Field | None:
         # Write-only in every form, the admin's included (it would pass a textarea):
         # the value is never rendered back into HTML.
         kwargs["widget"] = forms.PasswordInput(render_value=False)
@@ -94,6 +103,6 @@ class HttpsURLField(models.URLField):
     """A URL field whose form reads "example.com" as https://example.com (Django 6's
     default, chosen explicitly now instead of the deprecated http)."""
 
-    def formfield(self, **kwargs: Any) -> forms.Field:
+    def formfield(self, **kwargs: Any) -> forms.Field | None:
         kwargs.setdefault("assume_scheme", "https")
         return super().formfield(**kwargs)

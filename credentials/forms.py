@@ -3,11 +3,12 @@
 from typing import Any
 
 from django import forms
+from django.db import models
 
 from credentials.fields import EncryptedSecretField
 
 
-def secret_field_names(model: type) -> list[str]:
+def secret_field_names(model: type[models.Model]) -> list[str]:
     return [f.name for f in model._meta.fields if isinstance(f, EncryptedSecretField)]
 
 
@@ -29,7 +30,10 @@ class SecretFieldsFormMixin(forms.ModelForm):
                 ).strip()
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        # A ModelForm's clean() returns cleaned_data (typed Optional only because a
+        # plain Form's clean() may return None).
+        cleaned = self.cleaned_data
         for name in secret_field_names(self._meta.model):
             if name in cleaned and not cleaned[name] and self.instance.pk:
                 cleaned[name] = getattr(self.instance, name)

@@ -4,7 +4,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.apps import apps
-from django.db import transaction
+from django.db import models, transaction
 
 from credentials import encryption
 from credentials.fields import EncryptedSecretField, Secret
@@ -26,8 +26,8 @@ def secrets_reencrypt(*, progress: Callable[[str], None] = lambda _: None) -> Ro
     return report
 
 
-def _reencrypt_column(model: type, attname: str, report: RotationReport) -> None:
-    rows = model.objects.exclude(**{attname: ""}).values_list("pk", attname)
+def _reencrypt_column(model: type[models.Model], attname: str, report: RotationReport) -> None:
+    rows = model._default_manager.exclude(**{attname: ""}).values_list("pk", attname)
     for pk, secret in rows.iterator():
         try:
             rotated = encryption.reencrypt(secret.ciphertext)
@@ -35,5 +35,5 @@ def _reencrypt_column(model: type, attname: str, report: RotationReport) -> None
             report.failures.append(f"{model._meta.label} #{pk} {attname}")
             continue
         with transaction.atomic():
-            model.objects.filter(pk=pk).update(**{attname: Secret(ciphertext=rotated)})
+            model._default_manager.filter(pk=pk).update(**{attname: Secret(ciphertext=rotated)})
         report.reencrypted += 1

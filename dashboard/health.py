@@ -87,7 +87,8 @@ def workers_ping(timeout: float, *, limit: int | None = None) -> list[str]:
     ) as conn:
         # max_retries=0: fail now when the broker is down, instead of kombu's default of
         # retrying the connection for ever.
-        conn.ensure_connection(max_retries=0, timeout=timeout)
+        # celery-types' kombu stub says int; kombu adds it to time() and takes a float.
+        conn.ensure_connection(max_retries=0, timeout=timeout)  # type: ignore[arg-type]
         replies = celery_app.control.inspect(timeout=timeout, connection=conn, limit=limit).ping()
     return sorted(replies or {})  # {worker name: {"ok": "pong"}}, or None when none answered
 
@@ -164,7 +165,8 @@ def live_workers() -> list[str] | None:
     """Workers that answered a ping, reused for a few seconds (None: could not ask)."""
     cached = cache.get(WORKERS_CACHE_KEY)
     if cached is not None:
-        return cached["names"]
+        cached_names: list[str] | None = cached["names"]
+        return cached_names
     try:
         names: list[str] | None = workers_ping(min(settings.HEALTH_CHECK_TIMEOUT, 0.5))
     except Exception as error:  # the broker is down: the dashboard says "unknown"

@@ -11,9 +11,10 @@ Counters restart from zero when their rows go away (a task or old messages delet
 Prometheus' rate() treats a drop as a counter reset, which is what it is.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -68,7 +69,9 @@ class FleetCollector(Collector):
             f"le_{i}": Count("pk", filter=Q(ai_latency_ms__lte=bound * 1000))
             for i, bound in enumerate(LATENCY_BUCKETS)
         }
-        rows = Message.objects.filter(
+        # Rows as plain mappings: the bucket columns are named at run time, which the
+        # type checker's TypedDict of the row cannot know.
+        rows: QuerySet[Message, Mapping[str, Any]] = Message.objects.filter(
             direction=Message.Direction.OUT, ai_latency_ms__isnull=False
         ).order_by().values("bot__name").annotate(n=Count("pk"), total=Sum("ai_latency_ms"), **buckets)
         for row in rows:
@@ -88,8 +91,9 @@ class FleetCollector(Collector):
             "'reply_failed' = an incoming message that never got its reply.",
             labels=["bot", "kind"],
         )
-        for row in BotTask.objects.order_by().values("bot__name").annotate(n=Sum("error_count")):
-            family.add_metric([row["bot__name"], "task"], row["n"] or 0)
+        task_rows = BotTask.objects.order_by().values("bot__name").annotate(n=Sum("error_count"))
+        for task_row in task_rows:
+            family.add_metric([task_row["bot__name"], "task"], task_row["n"] or 0)
         rows = Message.objects.order_by().values("bot__name").annotate(
             ai=Count("pk", filter=Q(direction=Message.Direction.OUT) & ~Q(error="")),
             reply_failed=Count(

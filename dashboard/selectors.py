@@ -82,7 +82,7 @@ def latency_percentiles(*, since: datetime, percentiles: tuple[int, ...]) -> lis
     return [_value_at(ranked, _rank(p, total)) for p in percentiles]
 
 
-def _value_at(ranked: QuerySet[Message], index: int) -> int | None:
+def _value_at(ranked: QuerySet[Message, int | None], index: int) -> int | None:
     return next(iter(ranked[index:index + 1]), None)
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractUser, AnonymousUser
 from django.core.paginator import Page
 from django.urls import reverse
 from django.utils import timezone
@@ -22,7 +22,7 @@ ERROR_PREVIEW = 200  # characters of the last error shown in the table
 
 
 def dashboard_snapshot(
-    *, user: AbstractBaseUser | AnonymousUser, status: str = "", search: str = "", page: int | str = 1
+    *, user: AbstractUser | AnonymousUser, status: str = "", search: str = "", page: int | str = 1
 ) -> dict[str, Any]:
     now = timezone.now()
     summary = selectors.fleet_summary(now=now)

@@ -2,8 +2,11 @@
 answered, as the emulator saw it (the real Telegram traffic of the demo)."""
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from emulators.telegram import EmulatorClient
+
+JSON = dict[str, Any]  # a Telegram object as the emulator returns it
 
 DEMO_GROUP_ID = -1_007_000_000_001
 DEMO_GROUP_TITLE = "Botfleet demo group"
@@ -21,7 +24,7 @@ class ChatLine:
     text: str
     time: float
     reply_to: int | None = None
-    entities: list[dict] = field(default_factory=list)
+    entities: list[JSON] = field(default_factory=list)
 
 
 def operator_user_id(staff_user_id: int) -> int:
@@ -41,21 +44,21 @@ def demo_group_ensure(client: EmulatorClient) -> None:
         client.add_user(user_id=user_id, first_name=name)
 
 
-def chat_lines(client: EmulatorClient, *, token: str, chat_id: int) -> list[dict]:
-    lines = [_from_person(u["update"], u["injected_at"]) for u in client.updates(token)
-             if _chat_of(u["update"]) == chat_id]
+def chat_lines(client: EmulatorClient, *, token: str, chat_id: int) -> list[JSON]:
+    from_people = [_from_person(u["update"], u["injected_at"]) for u in client.updates(token)
+                   if _chat_of(u["update"]) == chat_id]
+    lines = [line for line in from_people if line is not None]
     lines += [_from_bot(m) for m in client.sent_messages(token, chat_id=chat_id)]
-    lines = [line for line in lines if line is not None]
     lines.sort(key=lambda line: (line.time, line.message_id))
     return [asdict(line) for line in lines[-MAX_MESSAGES:]]
 
 
-def _chat_of(update: dict) -> int | None:
+def _chat_of(update: JSON) -> int | None:
     message = update.get("message") or update.get("edited_message")
     return message["chat"]["id"] if message else None
 
 
-def _from_person(update: dict, injected_at: float) -> ChatLine | None:
+def _from_person(update: JSON, injected_at: float) -> ChatLine | None:
     message = update.get("message")
     if message is None:
         return None  # edits and other update kinds are not shown as new lines
@@ -68,7 +71,7 @@ def _from_person(update: dict, injected_at: float) -> ChatLine | None:
     )
 
 
-def _from_bot(sent: dict) -> ChatLine:
+def _from_bot(sent: JSON) -> ChatLine:
     return ChatLine(
         message_id=sent["message_id"], sender="bot", from_bot=True, text=sent.get("text", ""),
         time=sent["time"], reply_to=sent.get("reply_to_message_id"),

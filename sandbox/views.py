@@ -4,11 +4,13 @@ import json
 
 import httpx
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
 
 from bots.models import Bot, BotTask
+from emulators.telegram import EmulatorClient
 from sandbox import conversation
 from sandbox.emulator import emulator_client, sandbox_bots
 
@@ -32,7 +34,7 @@ def chat_page(request: HttpRequest) -> HttpResponse:
 def messages_api(request: HttpRequest, bot_id: int) -> JsonResponse:
     bot = get_object_or_404(Bot, pk=bot_id)
     kind = request.GET.get("chat", "private")
-    chat_id = conversation.chat_id_for(kind, request.user.pk)
+    chat_id = conversation.chat_id_for(kind, _staff_user_id(request))
     client = emulator_client()
     try:
         lines = conversation.chat_lines(client, token=bot.token.reveal(), chat_id=chat_id)
@@ -49,7 +51,16 @@ def messages_api(request: HttpRequest, bot_id: int) -> JsonResponse:
     })
 
 
-def _typing_since(client, bot: Bot, chat_id: int, lines: list[dict]) -> bool:  # type: ignore[no-untyped-def]
+def _staff_user_id(request: HttpRequest) -> int:
+    """The logged-in user's id (staff_member_required has let only staff in)."""
+    if not request.user.is_authenticated:
+        raise PermissionDenied
+    return request.user.pk
+
+
+def _typing_since(
+    client: EmulatorClient, bot: Bot, chat_id: int, lines: list[conversation.JSON]
+) -> bool:
     """A typing action newer than the bot's last message: it is preparing a reply."""
     actions = client.chat_actions(bot.token.reveal(), chat_id=chat_id)
     last_bot = max((line["time"] for line in lines if line["from_bot"]), default=0.0)
@@ -73,7 +84,7 @@ def send_api(request: HttpRequest, bot_id: int) -> JsonResponse:
         conversation.person_says(
             emulator_client(), token=bot.token.reveal(), bot_username=bot.username,
             kind="group" if body.get("chat") == "group" else "private",
-            staff_user_id=request.user.pk, staff_name=request.user.get_username(), text=text,
+            staff_user_id=_staff_user_id(request), staff_name=request.user.get_username(), text=text,
             as_member=_int_or_none(body.get("as_member")), reply_to=_int_or_none(body.get("reply_to")),
         )
     except LookupError:
@@ -84,7 +95,10 @@ def send_api(request: HttpRequest, bot_id: int) -> JsonResponse:
 
 
 def _int_or_none(value: object) -> int | None:
+    """A JSON number or numeric string as an int; None for anything else."""
+    if not isinstance(value, str | int | float) or value == "":
+        return None
     try:
-        return int(value) if value not in (None, "") else None  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        return int(value)
+    except (ValueError, OverflowError):  # "abc", NaN, Infinity
         return None

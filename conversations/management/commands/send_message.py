@@ -1,5 +1,6 @@
 import signal
 import time
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -8,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from bots.management.commands._tasks import task_get
+from bots.models import Bot
 from conversations import broadcasts, scheduling
 from conversations.models import Chat, ScheduledMessage, ScheduledRun
 
@@ -41,9 +43,10 @@ class Command(BaseCommand):
             raise CommandError("Give --chat <chat_id> (one or more) or --all-chats, not both.")
         bot = task_get(task).bot
         chats = self._chats(bot.pk, chat)
-        scheduled = self._record(bot, chats, text, ai, all_chats)
+        now = timezone.now()
+        scheduled = self._record(bot, chats, text, ai, all_chats, run_at=now)
         run = broadcasts.run_claim(
-            scheduled=scheduled, slot=scheduled.run_at, trigger=ScheduledRun.Trigger.MANUAL
+            scheduled=scheduled, slot=now, trigger=ScheduledRun.Trigger.MANUAL
         )
         if run is None:  # cannot happen: a new schedule has no runs yet
             raise CommandError(f"Scheduled message #{scheduled.pk} is already being sent.")
@@ -65,13 +68,14 @@ class Command(BaseCommand):
             )
         return found
 
-    def _record(self, bot: Any, chats: list[Chat], text: str, ai: bool, all_chats: bool) -> ScheduledMessage:
-        now = timezone.now()
+    def _record(
+        self, bot: Bot, chats: list[Chat], text: str, ai: bool, all_chats: bool, *, run_at: datetime
+    ) -> ScheduledMessage:
         scheduled = ScheduledMessage(
-            name=f"Sent from the shell {now:%Y-%m-%d %H:%M:%S}", bot=bot, text=text,
+            name=f"Sent from the shell {run_at:%Y-%m-%d %H:%M:%S}", bot=bot, text=text,
             audience=ScheduledMessage.Audience.ALL if all_chats else ScheduledMessage.Audience.CHATS,
             content=ScheduledMessage.Content.PROMPT if ai else ScheduledMessage.Content.TEXT,
-            kind=ScheduledMessage.Kind.ONCE, run_at=now,
+            kind=ScheduledMessage.Kind.ONCE, run_at=run_at,
             # Disabled: beat never fires it; this command sends it, once.
             enabled=False,
         )
