@@ -192,7 +192,10 @@ def parts_send_soon(parts: Sequence[Part]) -> None:
 
 
 async def _chat_send(parts: list[Part], summary: Sent) -> None:
+    failed: set[tuple[int | None, int | None, int]] = set()  # messages with a failed part
     for index, part in enumerate(parts):
+        if _message_of(part) in failed:
+            continue  # _fail already failed the rest of that message
         if summary.token_rejected:  # the bot cannot send at all: nothing more will go
             await dbwork.write(_fail, part, summary.token_rejected)
             summary.failed += 1
@@ -202,6 +205,7 @@ async def _chat_send(parts: list[Part], summary: Sent) -> None:
             summary.sent += 1
         elif outcome == FAILED:
             summary.failed += 1
+            failed.add(_message_of(part))
         elif outcome == DEFERRED:
             # Later parts of this chat wait too, or they would overtake this one.
             later = [p.pk for p in parts[index + 1 :]]
@@ -211,6 +215,15 @@ async def _chat_send(parts: list[Part], summary: Sent) -> None:
             return
         else:  # LOST: another process took the row over; it owns the rest too
             return
+
+
+def _message_of(part: Part) -> tuple[int | None, int | None, int]:
+    """Which message a part belongs to: a reply, or one chat's copy of a broadcast."""
+    if part.reply_to_id is not None:
+        return (part.reply_to_id, None, 0)
+    if part.scheduled_run_id is not None:
+        return (None, part.scheduled_run_id, part.chat_pk)
+    return (None, None, -part.pk)  # a message of its own
 
 
 async def _part_send(part: Part, summary: Sent) -> tuple[str, float]:

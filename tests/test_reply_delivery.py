@@ -122,3 +122,22 @@ def test_it_spaces_messages_to_one_chat_about_a_second_apart(telegram_api, start
 
     times = [m["time"] for m in telegram_api.sent_messages(started["token"], chat_id=chat_id)]
     assert len(times) == 2 and times[1] - times[0] >= 0.9
+
+
+def test_a_failed_reply_does_not_hold_up_the_next_one_in_the_chat(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
+    update = telegram_api.send_private_message(started["token"], "first")
+    chat_id = update["message"]["chat"]["id"]
+    first = incoming(bot_task, update)
+    second = incoming(bot_task, telegram_api.send_private_message(started["token"], "second", user_id=chat_id))
+    telegram_api.add_fault(
+        started["token"], "error", method="sendMessage", status=400, description="Bad Request: message is too long"
+    )
+
+    replies.messages_answer(message_ids=[first.pk, second.pk])
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.reply_state, second.reply_state) == ("failed", "replied")
+    assert "too long" in first.error
+    sent = telegram_api.sent_messages(started["token"], chat_id=chat_id)
+    assert len(sent) == 1 and "second" in sent[0]["text"]
