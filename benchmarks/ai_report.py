@@ -196,13 +196,8 @@ def render_burst(f: Figures) -> str:
         f"poll timeout {p['poll_timeout_s']} s"
         + ("  [--quick smoke sizes]" if p["quick"] else "")
     )
+    # AI calls wait on each worker's I/O loop, not in threads: no note on thread counts.
     notes = _peer_notes(peer) + _notes(f)
-    if p["workers"] * p["concurrency"] < p["messages"]:
-        notes.insert(
-            0,
-            f"  NOTE: {p['workers'] * p['concurrency']} worker threads for {p['messages']} "
-            "messages: Botfleet's AI calls queue for a thread (each holds one for its latency).",
-        )
     return section(title, [table(rows, with_baseline=True), *notes])
 
 
@@ -255,8 +250,6 @@ def render_throughput(f: Figures) -> str:
         + ("  [--quick smoke sizes]" if p["quick"] else "")
     )
     notes = _peer_notes(peer) + _notes(f)
-    if p["workers"] * p["concurrency"] < f["chats"]:
-        notes.insert(0, "  NOTE: fewer worker threads than chats: AI calls queue for a thread.")
     return section(title, [table(rows, with_baseline=True), *notes])
 
 
