@@ -100,15 +100,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="burst, throughput: also run the same load through the PTB peer (default on)",
     )
     parser.add_argument(
-        "--workers", type=int, default=2, help="Celery worker processes (default 2)"
-    )
-    parser.add_argument(
-        "--concurrency",
-        type=int,
-        default=128,
-        help="threads per worker (default 128: each AI call holds a thread for its latency)",
-    )
-    parser.add_argument(
         "--bots", type=int, help="bots (burst 100, others 10; --quick: burst 10, others 4)"
     )
     parser.add_argument(
@@ -134,6 +125,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--warm-up", type=float, default=5.0, help="throughput: seconds left out of the rate (5)"
     )
+    runner.worker_options(parser, concurrency=128)
     runner.common_options(parser)
     args = runner.options_parse(
         parser, argv,

@@ -96,14 +96,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         help="seconds to wait after the last trial before counting every chat again (default 0)",
     )
     parser.add_argument(
-        "--workers", type=int, default=2, help="Celery worker processes (default 2)"
-    )
-    parser.add_argument(
-        "--concurrency", type=int, default=32, help="threads per worker (default 32, the Procfile's)"
-    )
-    parser.add_argument(
         "--quick", action="store_true", help="one trial (the harness works; not the issue's 20)"
     )
+    runner.worker_options(parser)
     runner.common_options(parser)
     args = runner.options_parse(
         parser,

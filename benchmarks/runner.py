@@ -42,6 +42,15 @@ def common_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def worker_options(parser: argparse.ArgumentParser, *, concurrency: int = 32) -> None:
+    """How many Celery worker processes, and threads each (the Procfile's 32 by default;
+    the waiting happens on each worker's I/O loop, so threads are seldom the limit)."""
+    parser.add_argument("--workers", type=int, default=2, help="Celery worker processes (default 2)")
+    parser.add_argument(
+        "--concurrency", type=int, default=concurrency, help=f"threads per worker (default {concurrency})"
+    )
+
+
 def options_parse(
     parser: argparse.ArgumentParser, argv: list[str] | None, *, positive: tuple[str, ...]
 ) -> argparse.Namespace:

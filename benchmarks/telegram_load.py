@@ -52,12 +52,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--duration", type=float, help="paced: seconds of load (20); idle: idle seconds (60)"
     )
     parser.add_argument(
-        "--workers", type=int, default=2, help="Celery worker processes (default 2)"
-    )
-    parser.add_argument(
-        "--concurrency", type=int, default=32, help="threads per worker (default 32)"
-    )
-    parser.add_argument(
         "--baseline",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -91,6 +85,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--start-threads", type=int, default=16, help="threads pressing Start at once (default 16)"
     )
+    runner.worker_options(parser)
     runner.common_options(parser)
     return runner.options_parse(
         parser, argv,

@@ -20,6 +20,7 @@ from credentials.providers import ChatTurn, GenerationRequest, GenerationResult,
 from emulators.gemini import GeminiEmulator
 from emulators.openai_compat import OpenAICompatEmulator
 from tests.conftest import GEMINI_TEST_KEY, OPENAI_TEST_KEY
+from tests.support.timing import most_in_flight
 
 # The usage counters are written on a worker thread of the I/O loop: it must see (and
 # leave) committed rows.
@@ -253,16 +254,6 @@ def test_a_gemini_time_out_is_unreachable(
     assert str(caught.value) == "Could not reach Gemini (TimeoutError): no answer within 0.5 s"
 
 
-def _max_in_flight(spans: list[tuple[float, float]]) -> int:
-    # An end sorts before a start at the same instant: touching is not overlapping.
-    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
-    in_flight = most = 0
-    for _, change in events:
-        in_flight += change
-        most = max(most, in_flight)
-    return most
-
-
 def test_twenty_calls_on_the_io_loop_are_in_flight_together(
     gemini_api: GeminiEmulator, gemini_credential: AICredential
 ) -> None:
@@ -281,7 +272,7 @@ def test_twenty_calls_on_the_io_loop_are_in_flight_together(
     assert len(results) == 20 and all(r.text for r in results)
     spans = [(r.monotonic, r.finished_monotonic) for r in recorded if r.finished_monotonic is not None]
     assert len(spans) == 20
-    assert _max_in_flight(spans) >= 15
+    assert most_in_flight(spans) >= 15
     assert AICredential.objects.get(pk=gemini_credential.pk).requests_total == 20
 
 

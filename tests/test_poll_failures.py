@@ -8,18 +8,9 @@ import pytest
 from bots import polling
 from bots.models import BotTask
 from bots.services import task_start, task_stop
+from tests.support.timing import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_until(condition, timeout: float = 10, interval: float = 0.05):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def launched(task: BotTask) -> BotTask:

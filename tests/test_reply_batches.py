@@ -11,22 +11,11 @@ from bots.services import task_start
 from conversations import replies
 from conversations.ingest import updates_store
 from conversations.models import Message
+from tests.support.timing import most_in_flight
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 CHATS, PER_CHAT = 10, 5
-
-
-def most_in_flight_together(requests) -> int:  # type: ignore[no-untyped-def]
-    """From the emulator's own arrival and answer times."""
-    events = sorted(
-        [(r.monotonic, 1) for r in requests] + [(r.finished_monotonic, -1) for r in requests]
-    )
-    most = current = 0
-    for _, step in events:
-        current += step
-        most = max(most, current)
-    return most
 
 
 def test_it_answers_a_batch_of_50_with_concurrent_ai_calls_in_per_chat_order(
@@ -57,4 +46,5 @@ def test_it_answers_a_batch_of_50_with_concurrent_ai_calls_in_per_chat_order(
     assert Message.objects.filter(direction="in", reply_state="replied").count() == CHATS * PER_CHAT
     assert BotTask.objects.get(pk=bot_task.pk).replies_sent == CHATS * PER_CHAT
     # One chat's questions go one after another; the ten chats' side by side.
-    assert most_in_flight_together(gemini_api.requests()) >= CHATS - 1
+    spans = [(r.monotonic, r.finished_monotonic) for r in gemini_api.requests()]
+    assert most_in_flight(spans) >= CHATS - 1

@@ -8,18 +8,9 @@ import pytest
 from bots.models import Bot, BotTask
 from bots.services import task_start, task_stop
 from conversations.models import Message
+from tests.support.timing import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
-
-
-def wait_until(condition, timeout: float = 20, interval: float = 0.05):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def test_it_answers_a_private_message_exactly_once(celery_worker, telegram_api, emulated_bot, bot_task) -> None:  # type: ignore[no-untyped-def]

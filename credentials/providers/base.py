@@ -1,6 +1,7 @@
 """The provider interface: persona instructions + history + new message in, text out."""
 
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -82,6 +83,17 @@ def unreadable_answer(provider: str, failure: Exception) -> ProviderError:
     return ProviderError(
         ProviderError.SERVER, f"{provider} sent an answer that could not be read ({type(failure).__name__})."
     )
+
+
+async def answer_read(provider: str, answer: Awaitable[GenerationResult]) -> GenerationResult:
+    """Await a provider's answer; whatever fails in a way no mapping foresaw becomes a
+    ProviderError (unreadable_answer), so one odd response never escapes as a crash."""
+    try:
+        return await answer
+    except ProviderError:
+        raise
+    except Exception as failure:
+        raise unreadable_answer(provider, failure) from None
 
 
 def token_count(value: int | None) -> int | None:

@@ -30,8 +30,8 @@ from credentials.providers.base import (
     GenerationRequest,
     GenerationResult,
     ProviderError,
+    answer_read,
     token_count,
-    unreadable_answer,
 )
 from credentials.redaction import redact
 
@@ -62,13 +62,8 @@ class GeminiProvider:
         self.credential = credential
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        client = _client(self.credential)  # outside the try: a DecryptionError is the caller's
-        try:
-            return await _generate(client, self.credential.model, request)
-        except ProviderError:
-            raise
-        except Exception as failure:
-            raise unreadable_answer("Gemini", failure) from None
+        client = _client(self.credential)  # before the guard: a DecryptionError is the caller's
+        return await answer_read("Gemini", _generate(client, self.credential.model, request))
 
 
 async def _generate(client: genai.Client, model: str, request: GenerationRequest) -> GenerationResult:

@@ -20,8 +20,8 @@ from credentials.providers.base import (
     GenerationRequest,
     GenerationResult,
     ProviderError,
+    answer_read,
     token_count,
-    unreadable_answer,
 )
 from credentials.redaction import redact
 
@@ -47,13 +47,8 @@ class OpenAICompatProvider:
         self.credential = credential
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        client = _client(self.credential)  # outside the try: a DecryptionError is the caller's
-        try:
-            return await _generate(client, self.credential.model, request)
-        except ProviderError:
-            raise
-        except Exception as failure:
-            raise unreadable_answer("The provider", failure) from None
+        client = _client(self.credential)  # before the guard: a DecryptionError is the caller's
+        return await answer_read("The provider", _generate(client, self.credential.model, request))
 
 
 async def _generate(client: openai.AsyncOpenAI, model: str, request: GenerationRequest) -> GenerationResult:
