@@ -51,6 +51,8 @@ class StoredBatch:
     new_messages: int = 0  # counted into the task's messages_processed
     # What the sink needs to answer the messages it claimed for this process (opaque here).
     to_answer: list[Any] = field(default_factory=list)
+    # Updates that could not be stored, in words: recorded on the task, and passed over.
+    skipped: list[str] = field(default_factory=list)
 
 
 class UpdateSink(Protocol):
@@ -193,6 +195,9 @@ def _batch_store(task_id: int, token: str, updates: Sequence[ptb.Update]) -> Sto
         BotTask.objects.filter(pk=task_id).update(
             messages_processed=F("messages_processed") + batch.new_messages
         )
+    if batch.skipped:
+        task_error_record(task_id=task_id, error=f"Could not store {', '.join(batch.skipped)}; "
+                          "passed over (see the worker log).")
     return batch
 
 

@@ -10,7 +10,7 @@ A message that wants an answer is stored already claimed by the storing process
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import telegram
 from django.db import IntegrityError, transaction
@@ -34,6 +34,7 @@ _SERVICE_FIELDS = (
 class StoredUpdates:
     new_messages: list[Message]
     to_answer: list[Message]
+    skipped: list[str] = field(default_factory=list)  # why updates could not be stored
 
 
 def updates_store(*, bot: Bot, task: BotTask, updates: Sequence[telegram.Update]) -> StoredUpdates:
@@ -43,13 +44,15 @@ def updates_store(*, bot: Bot, task: BotTask, updates: Sequence[telegram.Update]
     )
     fresh = list({u.update_id: u for u in updates if u.update_id not in known}.values())
     # The batch in a handful of statements (one look-up and one insert for chats, users
-    # and messages each): a burst of a hundred updates costs what one did. Only if an
-    # overlapping poller stored some of them meanwhile is the batch redone one update
-    # at a time, a savepoint each, so the others are still stored.
+    # and messages each): a burst of a hundred updates costs what one did. If that
+    # fails (an overlapping poller stored some of them meanwhile, or one update cannot
+    # be stored at all), the batch is redone one update at a time, a savepoint each:
+    # the others are stored, and one bad update never holds up the ones behind it.
+    skipped: list[str] = []
     try:
         with transaction.atomic():
             new_messages = _batch_store(bot, task, fresh)
-    except IntegrityError:
+    except Exception:
         new_messages = []
         for update in fresh:
             try:
@@ -57,8 +60,12 @@ def updates_store(*, bot: Bot, task: BotTask, updates: Sequence[telegram.Update]
                     new_messages += _batch_store(bot, task, [update])
             except IntegrityError:
                 pass  # stored meanwhile by an overlapping poller
+            except Exception as failure:
+                log.warning("bot %s: update %s cannot be stored; skipped", bot.pk, update.update_id,
+                            exc_info=True)
+                skipped.append(f"update {update.update_id} ({type(failure).__name__})")
     to_answer = [m for m in new_messages if m.reply_state == Message.ReplyState.GENERATING]
-    return StoredUpdates(new_messages, to_answer)
+    return StoredUpdates(new_messages, to_answer, skipped)
 
 
 def _batch_store(bot: Bot, task: BotTask, updates: Sequence[telegram.Update]) -> list[Message]:
@@ -180,6 +187,7 @@ class ConversationSink:
         return StoredBatch(
             new_messages=len(stored.new_messages),
             to_answer=[(m.pk, m.chat_id) for m in stored.to_answer],
+            skipped=stored.skipped,
         )
 
     def answer(self, batch: StoredBatch) -> None:

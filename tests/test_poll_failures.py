@@ -88,3 +88,23 @@ def test_it_renews_the_lease_while_idle_without_moving_the_offset(telegram_api, 
     assert renewed.poll_token == task.poll_token  # the same lease, no hand-over per poll
     bot.refresh_from_db()
     assert bot.update_offset == 0
+
+
+def test_an_update_that_cannot_be_stored_does_not_stop_the_bot(telegram_api, emulated_bot, bot_task) -> None:  # type: ignore[no-untyped-def]
+    bot, info = emulated_bot
+    task_start(task=bot_task)
+    poison = telegram_api.send_private_message(info["token"], "placeholder")["message"]
+    poison["text"] = "broken \ud800 text"  # a lone UTF-16 surrogate: no database stores it
+    telegram_api.inject_update(info["token"], {"message": poison})
+    after = telegram_api.send_private_message(info["token"], "still there?")
+    chat_id = after["message"]["chat"]["id"]
+
+    launched(bot_task)
+    sent = telegram_api.wait_for_sent(info["token"], 1, chat_id=chat_id, timeout=15)
+
+    assert any("still there?" in m["text"] for m in sent)  # the message behind it is answered
+    task = BotTask.objects.get(pk=bot_task.pk)
+    assert task.status == BotTask.Status.RUNNING
+    assert "Could not store update" in task.last_error
+    bot.refresh_from_db()
+    assert bot.update_offset == after["update_id"] + 1  # moved past the bad one

@@ -144,7 +144,13 @@ async def read_params(request: web.Request) -> dict[str, Any]:
 
 
 def _dumps(payload: Any) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    # A lone UTF-16 surrogate (a hostile update's text) cannot be UTF-8: send that body
+    # with JSON's \uXXXX escapes instead, as a server that escapes non-ASCII would.
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(payload, separators=(",", ":")).encode("ascii")  # \uXXXX escapes
 
 
 def api_response(
