@@ -14,10 +14,10 @@ work is gone, so every claimed row carries an expiry its process renews while al
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from conversations import claims, outbox, replies
@@ -62,11 +62,13 @@ def claims_reap_and_resume() -> Reaped:
 
 
 def _lapsed(now: datetime) -> QuerySet[Message]:
-    """Incoming messages waiting for an answer that no live process is working on."""
+    """Incoming messages waiting for an answer that no live process is working on: the
+    claim expired, or there never was one (a message left waiting by an older version)."""
+    unclaimed_since = now - timedelta(seconds=settings.CLAIM_SECONDS)
     return Message.objects.filter(
+        Q(claim_expires_at__lt=now) | Q(claim_expires_at__isnull=True, updated_at__lt=unclaimed_since),
         direction=Message.Direction.IN,
         reply_state__in=[Message.ReplyState.PENDING, Message.ReplyState.GENERATING],
-        claim_expires_at__lt=now,
     )
 
 

@@ -171,3 +171,19 @@ def test_a_broadcast_follows_the_same_rule_and_finishes(telegram_api, emulated_b
     interrupted = Delivery.objects.get(run=run, chat=chats[0])
     assert (interrupted.state, interrupted.error) == ("failed", outbox.INTERRUPTED)
     assert (run.state, run.sent, run.failed) == ("done", 5, 1)
+
+
+def test_it_answers_a_message_left_waiting_without_a_claim(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
+    # As a message stored by the previous version (a reply task per message) and never
+    # answered is found after an upgrade: pending, no claim.
+    message = stored(bot_task, telegram_api.send_private_message(started["token"], "from before"))
+    Message.objects.filter(pk=message.pk).update(
+        reply_state="pending", claimed_by="", claim_expires_at=None,
+        updated_at=timezone.now() - timedelta(minutes=5),
+    )
+
+    reaped = reap_and_send()
+
+    assert reaped.answers == [(message.pk, message.chat_id)]
+    message.refresh_from_db()
+    assert message.reply_state == "replied"
