@@ -114,7 +114,7 @@ class Poller:
         failures = 0
         while True:
             try:
-                updates = await telegram.get_updates(
+                polled = await telegram.get_updates(
                     self.endpoint, offset=self.offset, timeout=settings.TELEGRAM_POLL_TIMEOUT
                 )
             except telegram.TelegramFailure as failure:
@@ -132,21 +132,22 @@ class Poller:
             if failures:
                 failures = 0
                 await dbwork.write(_failures_reset, self.task_id, self.token)
-            if updates and not await self._store(updates):
+            if polled.last_update_id is not None and not await self._store(polled):
                 return
 
-    async def _store(self, updates: Sequence[ptb.Update]) -> bool:
+    async def _store(self, polled: telegram.Polled) -> bool:
         """Store the batch and move the offset; False when the lease is gone."""
         try:
-            batch = await dbwork.write(_batch_store, self.task_id, self.token, updates)
+            batch = await dbwork.write(_batch_store, self.task_id, self.token, polled)
         except Exception:
             # The database is unreachable: the offset stays, Telegram keeps the updates.
-            log.exception("task %s: could not store %s update(s); polling again", self.task_id, len(updates))
+            log.exception("task %s: could not store %s update(s); polling again", self.task_id,
+                          len(polled.updates))
             await asyncio.sleep(1.0)
             return True
         if batch is None:
             return False
-        self.offset = max(self.offset, max(u.update_id for u in updates) + 1)
+        self.offset = max(self.offset, (polled.last_update_id or 0) + 1)
         if batch.to_answer and _sink is not None:
             _sink.answer(batch)
         return True
@@ -182,22 +183,26 @@ def _held(task_id: int, token: str):  # type: ignore[no-untyped-def]
     )
 
 
-def _batch_store(task_id: int, token: str, updates: Sequence[ptb.Update]) -> StoredBatch | None:
+def _batch_store(task_id: int, token: str, polled: telegram.Polled) -> StoredBatch | None:
     task = _held(task_id, token).select_related("bot").first()
     if task is None:
         return None
-    batch = _sink.store(task=task, updates=updates) if _sink is not None else StoredBatch()
+    batch = StoredBatch()
+    if polled.updates and _sink is not None:
+        batch = _sink.store(task=task, updates=polled.updates)
     # After storing, never before: an update Telegram forgets is one we have. Never
     # backwards: an overlapping poller may have moved it further.
-    offset = max(u.update_id for u in updates) + 1
+    offset = (polled.last_update_id or 0) + 1
     Bot.objects.filter(pk=task.bot_id, update_offset__lt=offset).update(update_offset=offset)
     if batch.new_messages:
         BotTask.objects.filter(pk=task_id).update(
             messages_processed=F("messages_processed") + batch.new_messages
         )
-    if batch.skipped:
-        task_error_record(task_id=task_id, error=f"Could not store {', '.join(batch.skipped)}; "
-                          "passed over (see the worker log).")
+    unreadable = [f"update {i or '?'} ({why})" for i, why in polled.unreadable]
+    if batch.skipped or unreadable:
+        passed_over = ", ".join([*batch.skipped, *unreadable])
+        log.warning("task %s: passed over %s", task_id, passed_over)
+        task_error_record(task_id=task_id, error=f"Could not store {passed_over}; passed over.")
     return batch
 
 

@@ -177,6 +177,10 @@ async def _translated_errors() -> AsyncIterator[None]:
         raise FloodWait(float(seconds)) from None
     except tg_error.InvalidToken as exc:
         raise TokenRejected(redact(exc.message)) from None
+    except tg_error.EndPointNotFound:
+        # Telegram answers 404 to a revoked token; through do_api_request (getUpdates)
+        # PTB reports that as "endpoint not found", and getUpdates surely exists.
+        raise TokenRejected() from None
     except tg_error.Conflict as exc:
         raise PollingConflict(redact(exc.message)) from None
     except tg_error.Forbidden as exc:
@@ -197,24 +201,53 @@ async def _translated_errors() -> AsyncIterator[None]:
         raise RequestRejected(f"Telegram error: {redact(str(exc))}") from None
 
 
-async def _call(endpoint: BotEndpoint, method: str, /, **kwargs: object) -> object:
+async def _call(endpoint: BotEndpoint, method: str, /, *args: object, **kwargs: object) -> object:
     async with _translated_errors():
         bot = await _clients.get(endpoint)
-        return await getattr(bot, method)(**kwargs)
+        return await getattr(bot, method)(*args, **kwargs)
 
 
 # --- the API the runtime uses ---------------------------------------------------------
 
 
-async def get_updates(
-    endpoint: BotEndpoint, *, offset: int, timeout: int, limit: int = 100
-) -> Sequence[telegram.Update]:
-    """One long poll (runs on the I/O loop; `await` it there)."""
-    updates = await _call(
-        endpoint, "get_updates", offset=offset, timeout=timeout, limit=limit,
-        allowed_updates=["message", "edited_message"],
+@dataclass(frozen=True)
+class Polled:
+    """One getUpdates answer: the updates, and those python-telegram-bot could not read
+    (update id, or None when even that is missing, and why) so the caller moves past
+    them instead of receiving the same batch forever."""
+
+    updates: list[telegram.Update]
+    unreadable: list[tuple[int | None, str]]
+
+    @property
+    def last_update_id(self) -> int | None:
+        ids = [u.update_id for u in self.updates] + [i for i, _ in self.unreadable if i is not None]
+        return max(ids) if ids else None
+
+
+async def get_updates(endpoint: BotEndpoint, *, offset: int, timeout: int, limit: int = 100) -> Polled:
+    """One long poll (runs on the I/O loop; `await` it there). Each update is read on
+    its own: PTB's own get_updates fails the whole batch on one it cannot parse."""
+    raw = await _call(
+        endpoint, "do_api_request", "getUpdates",
+        api_kwargs={
+            "offset": offset, "timeout": timeout, "limit": limit,
+            "allowed_updates": ["message", "edited_message"],
+        },
+        read_timeout=timeout + SEND_TIMEOUT,
     )
-    return updates  # type: ignore[return-value]
+    bot = await _clients.get(endpoint)
+    polled = Polled(updates=[], unreadable=[])
+    for item in raw if isinstance(raw, list) else []:
+        try:
+            polled.updates.append(telegram.Update.de_json(item, bot))
+        except Exception as failure:
+            update_id = item.get("update_id") if isinstance(item, dict) else None
+            polled.unreadable.append(
+                (update_id if isinstance(update_id, int) and update_id > 0 else None,
+                 f"{type(failure).__name__}: {redact(str(failure))[:200]}")
+            )
+    return polled
 
 
 def get_me(endpoint: BotEndpoint) -> telegram.User:

@@ -108,3 +108,23 @@ def test_an_update_that_cannot_be_stored_does_not_stop_the_bot(telegram_api, emu
     assert "Could not store update" in task.last_error
     bot.refresh_from_db()
     assert bot.update_offset == after["update_id"] + 1  # moved past the bad one
+
+
+def test_an_update_the_library_cannot_read_does_not_stop_the_bot(telegram_api, emulated_bot, bot_task) -> None:  # type: ignore[no-untyped-def]
+    bot, info = emulated_bot
+    task_start(task=bot_task)
+    shapeless = telegram_api.send_private_message(info["token"], "placeholder")["message"]
+    del shapeless["chat"], shapeless["date"]  # no message has these missing: unreadable
+    broken = telegram_api.inject_update(info["token"], {"message": shapeless})
+    after = telegram_api.send_private_message(info["token"], "anyone home?")
+    chat_id = after["message"]["chat"]["id"]
+
+    launched(bot_task)
+    sent = telegram_api.wait_for_sent(info["token"], 1, chat_id=chat_id, timeout=15)
+
+    assert any("anyone home?" in m["text"] for m in sent)
+    task = BotTask.objects.get(pk=bot_task.pk)
+    assert task.status == BotTask.Status.RUNNING
+    assert f"update {broken['update_id']}" in task.last_error
+    bot.refresh_from_db()
+    assert bot.update_offset == after["update_id"] + 1
