@@ -2,7 +2,7 @@
 bot, and a 429's retry_after that applies to that bot only. Shared by every worker
 (see config.ratelimit)."""
 
-from config.ratelimit import SlotUnavailable, Window, block_for_async, slot_acquire_async
+from config.ratelimit import SlotUnavailable, Window, block_for, slot_acquire
 
 __all__ = ["SlotUnavailable", "bot_flood_block", "send_slot_acquire"]
 
@@ -37,7 +37,7 @@ async def send_slot_acquire(
 ) -> None:
     """Wait until this send may go, or raise SlotUnavailable if that is further away
     than `max_wait` seconds (the outbox then defers the part instead of waiting)."""
-    await slot_acquire_async(
+    await slot_acquire(
         windows=_windows(bot_id, chat_id, is_group, broadcast),
         block_key=_flood_key(bot_id),
         max_wait=max_wait,
@@ -46,4 +46,4 @@ async def send_slot_acquire(
 
 async def bot_flood_block(*, bot_id: int, seconds: float) -> None:
     """After a 429: no send for this bot, from any worker, until retry_after passes."""
-    await block_for_async(block_key=_flood_key(bot_id), seconds=seconds)
+    await block_for(block_key=_flood_key(bot_id), seconds=seconds)

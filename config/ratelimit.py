@@ -6,9 +6,8 @@ across keys, which the `limits` library's one-key-at-a-time hits are not (a hit 
 window could be spent while another then refuses). Time comes from Redis, so workers
 on different hosts agree.
 
-Sync callers (the Telegram send path today) use `slot_acquire` / `block_for`; code on an
-event loop uses `slot_acquire_async` / `block_for_async`. Both run the same script with
-the same keys and arguments; only the Redis call and the sleep differ.
+Both functions are coroutines for the process's I/O loop (config.aio), where every
+caller runs: the outbox's sends and the AI calls.
 """
 
 import asyncio
@@ -16,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from config.redis import async_redis_client, redis_client
+from config.redis import async_redis_client
 
 
 @dataclass(frozen=True)
@@ -63,57 +62,25 @@ return 0
 """
 
 
-def slot_acquire(*, windows: list[Window], block_key: str, max_wait: float) -> None:
-    """Block until every window has room (and the block key has passed), or raise
+async def slot_acquire(*, windows: list[Window], block_key: str, max_wait: float) -> None:
+    """Wait until every window has room (and the block key has passed), or raise
     SlotUnavailable when that is further away than `max_wait` seconds."""
-    keys, args = _script_input(windows, block_key)
-    script = redis_client().register_script(_ACQUIRE)
-    deadline = time.monotonic() + max_wait
-    while (pause := _pause(int(script(keys=keys, args=args)), deadline)) is not None:
-        time.sleep(pause)
-
-
-async def slot_acquire_async(*, windows: list[Window], block_key: str, max_wait: float) -> None:
-    """`slot_acquire` for code on an event loop: waits with asyncio.sleep."""
-    keys, args = _script_input(windows, block_key)
-    script = async_redis_client().register_script(_ACQUIRE)
-    deadline = time.monotonic() + max_wait
-    while (pause := _pause(int(await script(keys=keys, args=args)), deadline)) is not None:
-        await asyncio.sleep(pause)
-
-
-def block_for(*, block_key: str, seconds: float) -> None:
-    """No slot on this block key (for anyone) until `seconds` from now."""
-    until_ms, px = _block_value(seconds)
-    redis_client().set(block_key, until_ms, px=px)
-
-
-async def block_for_async(*, block_key: str, seconds: float) -> None:
-    """`block_for` for code on an event loop."""
-    until_ms, px = _block_value(seconds)
-    await async_redis_client().set(block_key, until_ms, px=px)
-
-
-def _script_input(windows: list[Window], block_key: str) -> tuple[list[str], list[str | int]]:
     keys = [block_key] + [w.key for w in windows]
     args: list[str | int] = [uuid.uuid4().hex]
     for window in windows:
         args += [window.limit, window.window_ms]
-    return keys, args
+    script = async_redis_client().register_script(_ACQUIRE)
+    deadline = time.monotonic() + max_wait
+    while True:
+        wait = int(await script(keys=keys, args=args)) / 1000
+        if wait <= 0:
+            return
+        if time.monotonic() + wait > deadline:
+            raise SlotUnavailable(wait)
+        await asyncio.sleep(wait)
 
 
-def _pause(wait_ms: int, deadline: float) -> float | None:
-    """None when the script took a slot; else seconds to sleep before trying again.
-    Raises SlotUnavailable when the next slot is past the deadline."""
-    wait = wait_ms / 1000
-    if wait <= 0:
-        return None
-    if time.monotonic() + wait > deadline:
-        raise SlotUnavailable(wait)
-    return wait
-
-
-def _block_value(seconds: float) -> tuple[int, int]:
-    """(value, px): "blocked until" in unix ms, kept a second past that."""
+async def block_for(*, block_key: str, seconds: float) -> None:
+    """No slot on this block key (for anyone) until `seconds` from now."""
     until_ms = int((time.time() + seconds) * 1000)
-    return until_ms, int(seconds * 1000) + 1000
+    await async_redis_client().set(block_key, until_ms, px=int(seconds * 1000) + 1000)

@@ -1,9 +1,8 @@
-"""The process's Redis clients (rate limits, locks, circuits), built on first use."""
+"""The process's Redis client (rate limits, circuits), built on first use, one per
+event loop (in practice the I/O loop's, config.aio)."""
 
-import threading
 from typing import Any
 
-import redis
 import redis.asyncio
 from django.conf import settings
 
@@ -12,18 +11,7 @@ from config.aio import PerLoop
 # Short timeouts so a dead Redis fails fast.
 _OPTIONS: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 3, "health_check_interval": 30}
 
-_lock = threading.Lock()
-_client: redis.Redis | None = None
 _async_clients: PerLoop[None, redis.asyncio.Redis] = PerLoop()
-
-
-def redis_client() -> redis.Redis:
-    global _client
-    with _lock:
-        if _client is None:
-            # Thread-safe connection pool.
-            _client = redis.Redis.from_url(settings.REDIS_URL, **_OPTIONS)
-        return _client
 
 
 # Connections of one loop's pool. Hundreds of sends and AI calls may want Redis at the

@@ -29,7 +29,7 @@ from tenacity import (
 )
 
 from config import aio, dbwork
-from config.ratelimit import SlotUnavailable, Window, slot_acquire_async
+from config.ratelimit import SlotUnavailable, Window, slot_acquire
 from credentials.circuit import Circuit, CircuitOpen
 from credentials.models import AICredential
 from credentials.providers import (
@@ -87,7 +87,7 @@ async def _attempt(provider: Provider, credential: AICredential, request: Genera
             f"after a {settings.AI_CIRCUIT_COOLDOWN:g} s cool-down.",
         ) from None
     try:
-        await slot_acquire_async(
+        await slot_acquire(
             windows=[Window(f"botfleet:ai-rate:{credential.pk}", credential.requests_per_minute, RATE_WINDOW_MS)],
             block_key=f"botfleet:ai-block:{credential.pk}",
             max_wait=settings.AI_RATE_LIMIT_MAX_WAIT,
