@@ -26,17 +26,16 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import telegram as ptb
 from django.conf import settings
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from bots import telegram
 from bots.models import Bot, BotTask
-from bots.services import cycle_enqueue, task_error_record, task_fail
+from bots.services import cycle_enqueue, lease_expiry, task_error_record, task_fail
 from config import aio, dbwork
 from config.workers import chore_start, chores_stop, worker_id
 from credentials.encryption import DecryptionError
@@ -71,12 +70,6 @@ _sink: UpdateSink | None = None
 def sink_register(sink: UpdateSink) -> None:
     global _sink
     _sink = sink
-
-
-def lease_expiry(seconds: float = 0.0) -> datetime:
-    return timezone.now() + timedelta(
-        seconds=seconds + settings.POLL_LEASE_RENEW_INTERVAL + settings.POLL_LEASE_GRACE
-    )
 
 
 # --- launching ----------------------------------------------------------------------
@@ -177,7 +170,7 @@ def retry_delay(failure: telegram.TelegramFailure, failures: int) -> float:
 # --- the writes a poller makes (each runs inside dbwork's transaction) ----------------
 
 
-def _held(task_id: int, token: str):  # type: ignore[no-untyped-def]
+def _held(task_id: int, token: str) -> QuerySet[BotTask]:
     return BotTask.objects.filter(
         pk=task_id, status=BotTask.Status.RUNNING, poll_token=token, poll_owner=worker_id()
     )

@@ -7,7 +7,7 @@ inside it.
 
 import logging
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -39,9 +39,7 @@ def task_start(*, task: BotTask) -> BotTask:
                 status=BotTask.Status.RUNNING, poll_token=token, poll_owner="", poll_claimed_at=None,
                 # As long as a renewed lease: a poll_cycle queued behind a thousand
                 # Start presses is not revived before it ran.
-                lease_expires_at=now + timedelta(
-                    seconds=settings.POLL_LEASE_RENEW_INTERVAL + settings.POLL_LEASE_GRACE
-                ),
+                lease_expires_at=lease_expiry(),
                 started_at=now, stopped_at=None, last_error="", consecutive_failures=0,
                 updated_at=now,
             )
@@ -131,6 +129,14 @@ def task_error_record(*, task_id: int, error: str) -> None:
     now = timezone.now()
     BotTask.objects.filter(pk=task_id).update(
         error_count=F("error_count") + 1, last_error=error[:2000], last_error_at=now
+    )
+
+
+def lease_expiry() -> datetime:
+    """Until when a poll lease holds when taken or renewed now: one renewal interval, and
+    the grace a late renewal gets before the supervisor revives the bot elsewhere."""
+    return timezone.now() + timedelta(
+        seconds=settings.POLL_LEASE_RENEW_INTERVAL + settings.POLL_LEASE_GRACE
     )
 
 

@@ -8,8 +8,7 @@ import uuid
 from django.utils import timezone
 
 from bots.models import BotTask
-from bots.polling import lease_expiry
-from bots.services import cycle_enqueue
+from bots.services import cycle_enqueue, lease_expiry
 
 log = logging.getLogger(__name__)
 
