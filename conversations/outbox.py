@@ -32,11 +32,11 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import BigIntegerField, Case, F, Q, Value, When
+from django.db.models import BigIntegerField, Case, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from bots import ratelimit, telegram
@@ -332,7 +332,7 @@ def _sent(results: list[tuple[Part, int]]) -> list[None]:
     return [None] * len(results)
 
 
-def _replies_close(parts: list[Part], now: Any) -> None:
+def _replies_close(parts: list[Part], now: datetime) -> None:
     """The replies whose last part was just sent are answered."""
     if not parts:
         return
@@ -364,7 +364,7 @@ def _chat_gone(part: Part, reason: str) -> None:
     _fail(part, reason)
 
 
-def _siblings(part: Part) -> Any:
+def _siblings(part: Part) -> QuerySet[Message]:
     """The rows of the same message as `part`: one reply, or one chat's broadcast."""
     if part.reply_to_id is not None:
         return Message.objects.filter(direction=Message.Direction.OUT, reply_to_id=part.reply_to_id)
@@ -384,17 +384,12 @@ def _settle(part: Part, *, error: str = "") -> None:
         if part.last is None and siblings.filter(send_state__in=open_states).exists():
             return
     now = timezone.now()
-    if part.reply_to_id is not None:
-        closed = Message.objects.filter(
-            pk=part.reply_to_id, reply_state=Message.ReplyState.SENDING
-        ).update(
-            reply_state=Message.ReplyState.FAILED if error else Message.ReplyState.REPLIED,
-            error=error[:2000], updated_at=now,
+    if part.reply_to_id is not None and not error:
+        _replies_close([part], now)
+    elif part.reply_to_id is not None:
+        Message.objects.filter(pk=part.reply_to_id, reply_state=Message.ReplyState.SENDING).update(
+            reply_state=Message.ReplyState.FAILED, error=error[:2000], updated_at=now
         )
-        if closed and not error:
-            BotTask.objects.filter(bot_id=part.bot_id, status=BotTask.Status.RUNNING).update(
-                replies_sent=F("replies_sent") + 1
-            )
     if part.scheduled_run_id is not None:
         first = siblings.order_by("id").values_list("telegram_message_id", flat=True).first()
         Delivery.objects.filter(
@@ -409,7 +404,7 @@ def _settle(part: Part, *, error: str = "") -> None:
 # --- the reaper's part (conversations.reaper calls these) --------------------------------------
 
 
-def interrupted_fail(*, now: Any) -> int:
+def interrupted_fail(*, now: datetime) -> int:
     """Rows whose claim expired after they were handed to Telegram: never sent again."""
     rows = list(
         Message.objects.filter(
@@ -422,7 +417,7 @@ def interrupted_fail(*, now: Any) -> int:
     return len(rows)
 
 
-def takeover(*, now: Any, limit: int) -> list[int]:
+def takeover(*, now: datetime, limit: int) -> list[int]:
     """Claim, for this process, the rows nobody is sending: claims that expired before
     the stamp, and queued rows whose wait is over. Returns their ids (to parts_load)."""
     expired = Message.objects.filter(
