@@ -43,6 +43,15 @@ def mine(rows: QuerySet[Message]) -> QuerySet[Message]:
     return rows.filter(claimed_by=worker_id())
 
 
+def take(lapsed: QuerySet[Message], *, now: datetime, limit: int, **changes: Any) -> QuerySet[Message]:
+    """Claim for this process up to `limit` rows nobody works on (`lapsed`), applying
+    `changes`; the rows it got, in id order. Conditional on the same filter, so two
+    reapers never both take a row."""
+    ids = list(lapsed.values_list("pk", flat=True)[: max(0, limit)])
+    lapsed.filter(pk__in=ids).update(**changes, **taken(now))
+    return mine(Message.objects.filter(pk__in=ids)).order_by("id")
+
+
 class _Working:
     """The rows this process works on now (on the I/O loop only: no lock needed)."""
 

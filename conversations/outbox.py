@@ -426,9 +426,8 @@ def takeover(*, now: datetime, limit: int) -> list[int]:
     due = Message.objects.filter(
         Q(send_after__isnull=True) | Q(send_after__lte=now), send_state=Message.SendState.QUEUED
     )
-    ids = list(expired.values_list("pk", flat=True)[:limit])
-    ids += list(due.values_list("pk", flat=True)[: max(0, limit - len(ids))])
-    # Conditional on the same state, so two reapers never both take a row.
-    expired.filter(pk__in=ids).update(**claims.taken(now))
-    due.filter(pk__in=ids).update(send_state=Message.SendState.SENDING, **claims.taken(now))
-    return list(claims.mine(Message.objects.filter(pk__in=ids)).values_list("pk", flat=True))
+    ids = list(claims.take(expired, now=now, limit=limit).values_list("pk", flat=True))
+    ids += claims.take(
+        due, now=now, limit=limit - len(ids), send_state=Message.SendState.SENDING
+    ).values_list("pk", flat=True)
+    return ids

@@ -82,12 +82,8 @@ def _answers_give_up(now: datetime) -> int:
 
 
 def _answers_take_over(now: datetime) -> list[tuple[int, int]]:
-    ids = list(_lapsed(now).values_list("pk", flat=True)[:TAKEOVER_LIMIT])
-    # Conditional on the lapsed claim, so two reapers never both take a message.
-    _lapsed(now).filter(pk__in=ids).update(
-        reply_state=Message.ReplyState.GENERATING, attempts=F("attempts") + 1, **claims.taken(now)
+    taken = claims.take(
+        _lapsed(now), now=now, limit=TAKEOVER_LIMIT,
+        reply_state=Message.ReplyState.GENERATING, attempts=F("attempts") + 1,
     )
-    return list(
-        claims.mine(Message.objects.filter(pk__in=ids, reply_state=Message.ReplyState.GENERATING))
-        .order_by("id").values_list("pk", "chat_id")
-    )
+    return list(taken.values_list("pk", "chat_id"))
