@@ -281,26 +281,26 @@ async def _deliveries_send(
 def _deliveries_enqueue(
     run: ScheduledRun, delivery_ids: list[int], texts: list[FormattedText], endpoint: telegram.BotEndpoint
 ) -> list[outbox.Part]:
-    """Move each delivery to SENDING and create its outbox rows, in one transaction: a
-    delivery is handed to the outbox exactly once (the conditional UPDATE decides)."""
+    """Move each delivery to SENDING and create its outbox rows, in one transaction (the
+    writer's: dbwork runs each write atomically): a delivery is handed to the outbox
+    exactly once (the conditional UPDATE decides)."""
     now, outgoing = timezone.now(), []
-    with transaction.atomic():  # a savepoint inside the writer's transaction
-        for delivery in Delivery.objects.filter(pk__in=delivery_ids).select_related("chat"):
-            if not Delivery.objects.filter(pk=delivery.pk, state=Delivery.State.PENDING).update(
-                state=Delivery.State.SENDING, updated_at=now
-            ):
-                continue  # another lane or run has it
-            chat = delivery.chat
-            if not chat.is_active:
-                Delivery.objects.filter(pk=delivery.pk).update(
-                    state=Delivery.State.SKIPPED, error=f"Chat inactive: {chat.inactive_reason}"[:500]
-                )
-                continue
-            outgoing.append(outbox.Outgoing(
-                bot=run.scheduled.bot, chat=chat, parts=texts, endpoint=endpoint,
-                scheduled_run=run, first_fields={"ai_model": run.ai_model},
-            ))
-        return [part for parts in outbox.parts_create(outgoing) for part in parts]
+    for delivery in Delivery.objects.filter(pk__in=delivery_ids).select_related("chat"):
+        if not Delivery.objects.filter(pk=delivery.pk, state=Delivery.State.PENDING).update(
+            state=Delivery.State.SENDING, updated_at=now
+        ):
+            continue  # another lane or run has it
+        chat = delivery.chat
+        if not chat.is_active:
+            Delivery.objects.filter(pk=delivery.pk).update(
+                state=Delivery.State.SKIPPED, error=f"Chat inactive: {chat.inactive_reason}"[:500]
+            )
+            continue
+        outgoing.append(outbox.Outgoing(
+            bot=run.scheduled.bot, chat=chat, parts=texts, endpoint=endpoint,
+            scheduled_run=run, first_fields={"ai_model": run.ai_model},
+        ))
+    return [part for parts in outbox.parts_create(outgoing) for part in parts]
 
 
 # --- finishing, failing, resuming -----------------------------------------------------------
@@ -360,8 +360,8 @@ def _outcome_record(run: ScheduledRun, status: str, result: str) -> None:
 
 
 def runs_resume(*, now: datetime | None = None) -> Resumption:
-    """The reaper (beat, every SCHEDULED_RESUME_INTERVAL): give up deliveries
-    interrupted mid-send, and hand back runs whose worker went silent."""
+    """The reaper (beat, every SCHEDULED_RESUME_INTERVAL): hand back runs whose worker
+    went silent (sends a dead worker left are conversations.reaper's)."""
     now = now or timezone.now()
     found = Resumption()
     for run_id, updated_at in ScheduledRun.objects.filter(
