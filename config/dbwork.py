@@ -37,30 +37,28 @@ _Outcome = tuple[bool, Any]  # (succeeded, result or exception)
 
 def _transaction_run(fns: list[Callable[[], Any]]) -> list[_Outcome]:
     close_old_connections()  # drop a connection the database closed meanwhile
-    outcomes: list[_Outcome] = []
     try:
         with transaction.atomic():
-            for fn in fns:
-                try:
-                    if len(fns) == 1:
-                        outcomes.append((True, fn()))
-                        continue
-                    with transaction.atomic():  # a savepoint: a failure spoils only itself
-                        outcomes.append((True, fn()))
-                except Exception as error:
-                    if len(fns) == 1:
-                        raise
-                    outcomes.append((False, error))
+            if len(fns) == 1:  # alone: its failure is the transaction's, no savepoint
+                return [(True, fns[0]())]
+            return [_savepoint_run(fn) for fn in fns]
     except Exception as error:  # the commit failed (or the only write did)
         return [(False, error)] * len(fns)
-    return outcomes
+
+
+def _savepoint_run(fn: Callable[[], Any]) -> _Outcome:
+    try:
+        with transaction.atomic():  # a savepoint: a failure spoils only itself
+            return (True, fn())
+    except Exception as error:
+        return (False, error)
 
 
 class _Items:
     """Items of one kind waiting for the writer: run as one call, answered one by one."""
 
-    def __init__(self, items_fn: Callable[[list[Any]], list[Any]]) -> None:
-        self.items_fn = items_fn
+    def __init__(self, kind: str, items_fn: Callable[[list[Any]], list[Any]]) -> None:
+        self.kind, self.items_fn = kind, items_fn
         self.items: list[Any] = []
         self.futures: list[asyncio.Future[Any]] = []
 
@@ -102,7 +100,7 @@ class _Writer:
         loop = asyncio.get_running_loop()
         pending = self._open.get(kind)
         if pending is None:
-            pending = self._open[kind] = _Items(items_fn)
+            pending = self._open[kind] = _Items(kind, items_fn)
             whole: asyncio.Future[list[Any]] = loop.create_future()
             whole.add_done_callback(pending.answer)
             self._enqueue(pending, whole)
@@ -125,8 +123,8 @@ class _Writer:
                 del self._queue[:MAX_WRITES_PER_TRANSACTION]
                 fns = [fn for fn, _ in batch]
                 for fn in fns:  # taken: items of these kinds from now on start a new call
-                    if isinstance(fn, _Items):
-                        self._open = {k: v for k, v in self._open.items() if v is not fn}
+                    if isinstance(fn, _Items) and self._open.get(fn.kind) is fn:
+                        del self._open[fn.kind]
                 try:
                     outcomes = await loop.run_in_executor(self._thread, _transaction_run, fns)
                 except BaseException as error:  # the executor itself failed (shutting down)
