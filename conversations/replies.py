@@ -24,9 +24,10 @@ expires and answered from the start (nothing of it was sent: its parts did not e
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 from django.utils import timezone
 
@@ -89,10 +90,7 @@ def answer_start(items: Sequence[tuple[int, int]]) -> "asyncio.Task[None]":
     process. Each chat's turn is taken now, before anything is awaited, so a later
     batch of the same chat is answered after this one."""
     turns = {chat: _turns.take(chat) for chat in dict.fromkeys(chat for _, chat in items)}
-    task = asyncio.get_running_loop().create_task(_batch_answer([m for m, _ in items], turns))
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-    return task
+    return _spawn(_batch_answer([m for m, _ in items], turns))
 
 
 def answer_soon(items: Sequence[tuple[int, int]]) -> "Future[None]":
@@ -113,6 +111,14 @@ def messages_answer(*, message_ids: Sequence[int], timeout: float = 120) -> None
 
 
 _background: set["asyncio.Task[None]"] = set()  # a task nobody holds can be collected
+
+
+def _spawn(work: Coroutine[Any, Any, None]) -> "asyncio.Task[None]":
+    """Run `work` on the I/O loop in the background, held until it is done."""
+    task = asyncio.get_running_loop().create_task(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
 
 
 # --- a chat's turn --------------------------------------------------------------------------
@@ -233,12 +239,7 @@ def _typing(endpoint: telegram.BotEndpoint, chat_id: int) -> None:
         except telegram.TelegramFailure:
             pass  # only a courtesy: the reply itself will surface any real problem
 
-    task = asyncio.get_running_loop().create_task(send())
-    _typing_tasks.add(task)
-    task.add_done_callback(_typing_tasks.discard)
-
-
-_typing_tasks: set["asyncio.Task[None]"] = set()
+    _spawn(send())
 
 
 # --- reads and writes (on dbwork's threads) ----------------------------------------------------
