@@ -258,7 +258,7 @@ def delete_webhook(endpoint: BotEndpoint) -> None:
     aio.run(_call(endpoint, "delete_webhook"), timeout=SEND_TIMEOUT + 5)
 
 
-async def send_message_async(
+async def send_message(
     endpoint: BotEndpoint,
     *,
     chat_id: int,
@@ -285,7 +285,7 @@ async def send_message_async(
 _NO_LINK_PREVIEW = {"is_disabled": True}
 
 
-async def send_chat_action_async(endpoint: BotEndpoint, *, chat_id: int, action: str = "typing") -> None:
+async def send_chat_action(endpoint: BotEndpoint, *, chat_id: int, action: str = "typing") -> None:
     await _call(endpoint, "send_chat_action", chat_id=chat_id, action=action)
 
 

@@ -271,12 +271,12 @@ async def _part_send(part: Part, summary: Sent) -> tuple[str, float]:
 
 async def _deliver(part: Part) -> int:
     try:
-        sent = await telegram.send_message_async(
+        sent = await telegram.send_message(
             part.endpoint, chat_id=part.chat_id, text=part.text, entities=part.entities,
             reply_to_message_id=part.quote,
         )
     except telegram.EntitiesRejected:
-        sent = await telegram.send_message_async(
+        sent = await telegram.send_message(
             part.endpoint, chat_id=part.chat_id, text=part.text, reply_to_message_id=part.quote
         )
     return sent.message_id

@@ -235,7 +235,7 @@ async def _compose(job: _Job) -> Composition:
 def _typing(endpoint: telegram.BotEndpoint, chat_id: int) -> None:
     async def send() -> None:
         try:
-            await telegram.send_chat_action_async(endpoint, chat_id=chat_id)
+            await telegram.send_chat_action(endpoint, chat_id=chat_id)
         except telegram.TelegramFailure:
             pass  # only a courtesy: the reply itself will surface any real problem
 
