@@ -71,9 +71,9 @@ class _Working:
             yield
         finally:
             self.rows.subtract(ids)
-            for pk in ids:
+            for pk in set(ids):
                 if self.rows[pk] <= 0:
-                    del self.rows[pk]
+                    self.rows.pop(pk, None)
 
     async def renew(self) -> None:
         if self.rows:
