@@ -76,8 +76,10 @@ class _Job:
     endpoint: telegram.BotEndpoint | None = None
     fixed: str | None = None  # the persona's own line, no AI
     credential: AICredential | None = None
+    # Built at load time only without history; with it, once the chat's turn comes (the
+    # previous answer of the chat must be in it).
     request: GenerationRequest | None = None
-    remote: bool = False  # a networked AI: worth a "typing…" first
+    remote: bool = False  # a networked AI (reads the history): worth a "typing…" first
     skip_state: str = ""  # close without answering, in this state…
     skip_reason: str = ""  # …for this reason
 
@@ -210,11 +212,11 @@ def _parts(text: str, job: _Job) -> list[FormattedText]:
 async def _compose(job: _Job) -> Composition:
     if job.fixed is not None:
         return Composition(text=job.fixed)
-    assert job.request is not None
     if job.remote and job.endpoint is not None:
         _typing(job.endpoint, job.message.chat.telegram_id)
+    request = job.request if job.request is not None else await dbwork.read(_request_with_history, job)
     try:
-        result = await reply_generate_async(credential=job.credential, request=job.request)
+        result = await reply_generate_async(credential=job.credential, request=request)
     except (ProviderError, DecryptionError) as failure:
         return Composition(text=job.persona.fallback_reply, error=str(failure))
     except Exception:
@@ -276,10 +278,19 @@ def _job(message: Message, task: BotTask | None) -> _Job:
         return _Job(message, persona, task.max_response_length, endpoint, fixed=fixed)
     credential = message.bot.credential if task.use_ai else None
     remote = credential is not None and credential.provider != AICredential.Provider.OFFLINE
-    # The offline provider never reads the history: its query is the costliest part.
-    request = context.generation_request(message=message, persona=persona, with_history=remote)
+    # The offline provider never reads the history (its query is the costliest part), so
+    # its request is complete now; a remote one is built in the chat's turn.
+    request = None if remote else context.generation_request(
+        message=message, persona=persona, with_history=False
+    )
     return _Job(message, persona, task.max_response_length, endpoint,
                 credential=credential, request=request, remote=remote)
+
+
+def _request_with_history(job: _Job) -> GenerationRequest:
+    """Read in the chat's turn, after its previous answer was recorded: a follow-up
+    sent the moment the bot answered still sees that answer."""
+    return context.generation_request(message=job.message, persona=job.persona, with_history=True)
 
 
 def _fixed_line(message: Message, persona: Persona) -> str | None:
