@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import telegram
 import telegramify_markdown
 
+from bots.telegram import cleaned
+
 TELEGRAM_TEXT_LIMIT = 4096
 ELLIPSIS = "…"
 
@@ -38,6 +40,7 @@ def utf16_len(text: str) -> int:
 
 
 def markdown_render(markdown: str) -> FormattedText:
+    markdown = cleaned(markdown)  # an AI's unpaired surrogate would fail the send
     pieces, last = [], 0
     for match in _CODE.finditer(markdown):
         pieces.append(markdown[last : match.start()].replace("<", "\\<"))
@@ -45,7 +48,18 @@ def markdown_render(markdown: str) -> FormattedText:
         last = match.end()
     pieces.append(markdown[last:].replace("<", "\\<"))
     text, entities = telegramify_markdown.convert("".join(pieces))
-    return FormattedText(text, [telegram.MessageEntity(**e.to_dict()) for e in entities])
+    return FormattedText(
+        text, [telegram.MessageEntity(**e.to_dict()) for e in entities if _safe_link(e.to_dict())]
+    )
+
+
+def _safe_link(entity: dict[str, object]) -> bool:
+    """Only web links become links: `javascript:`, `data:`, `tg:` and the like stay
+    plain text (their label shows, nothing to click)."""
+    if entity.get("type") != "text_link":
+        return True
+    url = str(entity.get("url") or "").strip().lower()
+    return url.startswith(("http://", "https://"))
 
 
 class _Utf16Index:

@@ -55,8 +55,11 @@ class StoredBatch:
 
 
 class UpdateSink(Protocol):
-    def store(self, *, task: BotTask, updates: Sequence[ptb.Update]) -> StoredBatch:
-        """Store the batch (runs inside the write transaction that moves the offset)."""
+    def store(
+        self, *, task: BotTask, updates: Sequence[ptb.Update], unreadable: Sequence[tuple[int | None, str]]
+    ) -> StoredBatch:
+        """Store the batch (runs inside the write transaction that moves the offset), and
+        keep a trace of the updates that could not be read (update id or None, why)."""
         ...
 
     def answer(self, batch: StoredBatch) -> None:
@@ -125,7 +128,7 @@ class Poller:
             if failures:
                 failures = 0
                 await dbwork.write(_failures_reset, self.task_id, self.token)
-            if polled.last_update_id is not None and not await self._store(polled):
+            if polled.received and not await self._store(polled):
                 return
 
     async def _store(self, polled: telegram.Polled) -> bool:
@@ -140,7 +143,7 @@ class Poller:
             return True
         if batch is None:
             return False
-        self.offset = max(self.offset, (polled.last_update_id or 0) + 1)
+        self.offset = polled.next_offset(self.offset)
         if batch.to_answer and _sink is not None:
             _sink.answer(batch)
         return True
@@ -181,19 +184,18 @@ def _batch_store(task_id: int, token: str, polled: telegram.Polled) -> StoredBat
     if task is None:
         return None
     batch = StoredBatch()
-    if polled.updates and _sink is not None:
-        batch = _sink.store(task=task, updates=polled.updates)
+    if _sink is not None:
+        batch = _sink.store(task=task, updates=polled.updates, unreadable=polled.unreadable)
     # After storing, never before: an update Telegram forgets is one we have. Never
     # backwards: an overlapping poller may have moved it further.
-    offset = (polled.last_update_id or 0) + 1
+    offset = min(polled.next_offset(0), telegram.MAX_STORABLE_ID)
     Bot.objects.filter(pk=task.bot_id, update_offset__lt=offset).update(update_offset=offset)
     if batch.new_messages:
         BotTask.objects.filter(pk=task_id).update(
             messages_processed=F("messages_processed") + batch.new_messages
         )
-    unreadable = [f"update {i or '?'} ({why})" for i, why in polled.unreadable]
-    if batch.skipped or unreadable:
-        passed_over = ", ".join([*batch.skipped, *unreadable])
+    if batch.skipped:
+        passed_over = ", ".join(batch.skipped)
         log.warning("task %s: passed over %s", task_id, passed_over)
         task_error_record(task_id=task_id, error=f"Could not store {passed_over}; passed over.")
     return batch

@@ -8,6 +8,7 @@ description, redacted, so no token can leak through an error shown to a user.
 
 import contextlib
 import datetime as dt
+import re
 import ssl
 import threading
 from collections import OrderedDict
@@ -61,6 +62,14 @@ class ChatUnavailable(TelegramFailure):
     """The bot can no longer write to this chat (blocked, kicked, chat gone)."""
 
     permanent = True
+
+
+class ChatMoved(TelegramFailure):
+    """The group became a supergroup with a new id: send there instead."""
+
+    def __init__(self, new_chat_id: int) -> None:
+        self.new_chat_id = new_chat_id
+        super().__init__(f"The group moved to chat {new_chat_id} (it became a supergroup)")
 
 
 class EntitiesRejected(TelegramFailure):
@@ -186,12 +195,12 @@ async def _translated_errors() -> AsyncIterator[None]:
     except tg_error.Forbidden as exc:
         raise ChatUnavailable(f"Telegram refused: {redact(exc.message)}") from None
     except tg_error.ChatMigrated as exc:
-        raise ChatUnavailable(f"The group moved to chat {exc.new_chat_id}") from None
+        raise ChatMoved(int(exc.new_chat_id)) from None
     except tg_error.BadRequest as exc:
         message = redact(exc.message)
         lowered = message.lower()
-        if "can't parse entities" in lowered or "can't find end" in lowered:
-            raise EntitiesRejected(f"Telegram could not parse the formatting: {message}") from None
+        if any(sign in lowered for sign in _FORMATTING_REFUSALS):
+            raise EntitiesRejected(f"Telegram refused the formatting: {message}") from None
         if "chat not found" in lowered or "user is deactivated" in lowered:
             raise ChatUnavailable(f"Telegram refused: {message}") from None
         raise RequestRejected(f"Telegram rejected the request: {message}") from None
@@ -199,6 +208,15 @@ async def _translated_errors() -> AsyncIterator[None]:
         raise TransientFailure(f"Telegram unreachable or failing: {redact(str(exc))}") from None
     except tg_error.TelegramError as exc:
         raise RequestRejected(f"Telegram error: {redact(str(exc))}") from None
+
+
+# Telegram's 400s about formatting (entities, their links and mentions): the same text
+# goes again plain. Any of them, not only "can't parse entities".
+_FORMATTING_REFUSALS = (
+    "can't parse entities", "can't find end", "entity", "entities", "wrong http url",
+    "url host is empty", "unsupported url protocol", "wrong url", "text_link",
+    "custom emoji", "mention",
+)
 
 
 async def _call(endpoint: BotEndpoint, method: str, /, *args: object, **kwargs: object) -> object:
@@ -210,44 +228,78 @@ async def _call(endpoint: BotEndpoint, method: str, /, *args: object, **kwargs: 
 # --- the API the runtime uses ---------------------------------------------------------
 
 
+MAX_STORABLE_ID = 2**63 - 1  # a signed 64-bit column: Telegram's ids fit, hostile ones may not
+
+
 @dataclass(frozen=True)
 class Polled:
     """One getUpdates answer: the updates, and those python-telegram-bot could not read
-    (update id, or None when even that is missing, and why) so the caller moves past
-    them instead of receiving the same batch forever."""
+    or that carry an impossible update id (that id, or None, and why), so the caller
+    moves past them instead of receiving the same batch forever."""
 
     updates: list[telegram.Update]
     unreadable: list[tuple[int | None, str]]
+    received: int = 0  # items in Telegram's answer, whatever their shape
 
-    @property
-    def last_update_id(self) -> int | None:
+    def next_offset(self, current: int) -> int:
+        """The offset that confirms this answer: past its highest update id, never
+        backwards, and at least 1 once anything came (an update id of 0 or below,
+        which Telegram never sends, is then dropped rather than polled in a loop)."""
         ids = [u.update_id for u in self.updates] + [i for i, _ in self.unreadable if i is not None]
-        return max(ids) if ids else None
+        floor = 1 if self.received else 0
+        return max(current, floor, max(ids) + 1 if ids else 0)
 
 
 async def get_updates(endpoint: BotEndpoint, *, offset: int, timeout: int, limit: int = 100) -> Polled:
-    """One long poll (runs on the I/O loop; `await` it there). Each update is read on
-    its own: PTB's own get_updates fails the whole batch on one it cannot parse."""
+    """One long poll (runs on the I/O loop; `await` it there). Each update is cleaned
+    and read on its own: PTB's own get_updates fails the whole batch on one it cannot
+    parse."""
     raw = await _call(
         endpoint, "do_api_request", "getUpdates",
         api_kwargs={
             "offset": offset, "timeout": timeout, "limit": limit,
-            "allowed_updates": ["message", "edited_message"],
+            "allowed_updates": ALLOWED_UPDATES,
         },
         read_timeout=timeout + SEND_TIMEOUT,
     )
     bot = await _clients.get(endpoint)
-    polled = Polled(updates=[], unreadable=[])
-    for item in raw if isinstance(raw, list) else []:
+    items = raw if isinstance(raw, list) else []
+    polled = Polled(updates=[], unreadable=[], received=len(items))
+    for item in items:
+        update_id = item.get("update_id") if isinstance(item, dict) else None
+        if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id <= 0:
+            polled.unreadable.append((None, f"update id {str(update_id)[:30]!r} is not a positive number"))
+            continue
+        if update_id > MAX_STORABLE_ID:
+            polled.unreadable.append((update_id, "update id beyond 64 bits"))
+            continue
         try:
-            polled.updates.append(telegram.Update.de_json(item, bot))
+            polled.updates.append(telegram.Update.de_json(cleaned(item), bot))
         except Exception as failure:
-            update_id = item.get("update_id") if isinstance(item, dict) else None
-            polled.unreadable.append(
-                (update_id if isinstance(update_id, int) and update_id > 0 else None,
-                 f"{type(failure).__name__}: {redact(str(failure))[:200]}")
-            )
+            polled.unreadable.append((update_id, f"{type(failure).__name__}: {redact(str(failure))[:200]}"))
     return polled
+
+
+# What a bot polls for: messages, their edits, and its own membership in chats (removed
+# from a group or blocked → the chat goes inactive; added back → active again).
+ALLOWED_UPDATES = ["message", "edited_message", "my_chat_member"]
+
+_UNPAIRED_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def cleaned(value: Any) -> Any:
+    """A JSON value with every string made storable and encodable: unpaired UTF-16
+    surrogates (JSON can carry them, UTF-8 and databases cannot) become U+FFFD and NUL
+    characters (PostgreSQL text refuses them) go."""
+    if isinstance(value, str):
+        if value.isascii():
+            return value.replace("\x00", "") if "\x00" in value else value
+        return _UNPAIRED_SURROGATE.sub("\ufffd", value).replace("\x00", "")
+    if isinstance(value, dict):
+        return {key: cleaned(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [cleaned(item) for item in value]
+    return value
 
 
 def get_me(endpoint: BotEndpoint) -> telegram.User:
@@ -265,6 +317,7 @@ async def send_message(
     text: str,
     entities: Sequence[dict[str, Any]] | None = None,
     reply_to_message_id: int | None = None,
+    message_thread_id: int | None = None,
 ) -> telegram.Message:
     """sendMessage (on the I/O loop; `await` it there). `entities` are Bot API dicts.
 
@@ -274,6 +327,8 @@ async def send_message(
     options: dict[str, Any] = {"link_preview_options": _NO_LINK_PREVIEW}
     if entities:
         options["entities"] = list(entities)
+    if message_thread_id:
+        options["message_thread_id"] = message_thread_id
     if reply_to_message_id:
         options["reply_parameters"] = {
             "message_id": reply_to_message_id, "allow_sending_without_reply": True,

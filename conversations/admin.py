@@ -1,3 +1,4 @@
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -17,8 +18,11 @@ from conversations.models import (
     Persona,
     ScheduledMessage,
     ScheduledRun,
+    SkippedUpdate,
     TelegramUser,
 )
+
+log = logging.getLogger(__name__)
 
 
 @admin.register(Persona)
@@ -36,10 +40,27 @@ class TelegramUserAdmin(admin.ModelAdmin):
 
 @admin.register(Chat)
 class ChatAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "bot", "type", "telegram_id", "is_active", "last_message_at")
+    list_display = (
+        "__str__", "bot", "type", "telegram_id", "is_active", "inactive_reason", "last_message_at",
+    )
     list_filter = ("type", "is_active", "bot")
     list_select_related = ("bot",)
     search_fields = ("title", "username", "telegram_id")
+
+
+@admin.register(SkippedUpdate)
+class SkippedUpdateAdmin(admin.ModelAdmin):
+    """What Telegram delivered that could not be read or stored: seen, never edited."""
+
+    list_display = ("created_at", "bot", "update_id", "error")
+    list_filter = ("bot",)
+    list_select_related = ("bot",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 @admin.register(Message)
@@ -135,7 +156,7 @@ class ScheduledMessageAdmin(admin.ModelAdmin):
         if not obj.enabled:
             return "—"
         runs = _runs_next(obj, 1)
-        return f"{runs[0]:%Y-%m-%d %H:%M %Z}" if runs else "—"
+        return f"{runs[0]:%Y-%m-%d %H:%M %Z}" if runs else "never"
 
     @admin.display(description="next runs")
     def schedule_preview(self, obj: ScheduledMessage) -> str:
@@ -175,10 +196,16 @@ class ScheduledMessageAdmin(admin.ModelAdmin):
 
 
 def _runs_next(obj: ScheduledMessage, count: int) -> list[datetime]:
+    """None to come, as far as a page can tell: a schedule that cannot be computed (a
+    bad expression saved before it was refused, a time zone gone) must not take the
+    whole page down with it."""
     try:
         return scheduling.runs_next(scheduled=obj, count=count)
     except ValidationError:
         return []  # a bad cron expression is reported on its field
+    except Exception:
+        log.exception("scheduled message %s: cannot compute its next runs", obj.pk)
+        return []
 
 
 class DeliveryInline(admin.TabularInline):

@@ -1,6 +1,7 @@
 """What the AI is given: the persona's instructions, the bot's identity, and the
 chat's recent history (oldest first), trimmed to a size budget."""
 
+from conversations import wording
 from conversations.models import Message, Persona
 from credentials.providers import ChatTurn, GenerationRequest
 
@@ -14,7 +15,7 @@ def generation_request(
     history query is the costliest part of building a request."""
     return GenerationRequest(
         instructions=_instructions(message, persona),
-        message=_turn(message),
+        message=_asked(message),
         history=_history(message, persona.history_limit) if with_history else [],
         temperature=persona.temperature,
         max_output_tokens=persona.max_output_tokens,
@@ -32,6 +33,18 @@ def _instructions(message: Message, persona: Persona) -> str:
     return f"{persona.instructions.strip()}\n\n{identity}{where}"
 
 
+def _asked(message: Message) -> ChatTurn:
+    """The message being answered; a captioned photo or file says the media is unseen."""
+    turn = _turn(message)
+    if message.kind != Message.Kind.MEDIA:
+        return turn
+    what = next(
+        (p.strip("[]") for p in wording.MEDIA_PLACEHOLDERS.values() if message.text.startswith(p)), "file"
+    )
+    return ChatTurn(role=turn.role, text=f"{turn.text}\n\n{wording.MEDIA_NOT_UNDERSTOOD.format(what=what)}",
+                    author=turn.author)
+
+
 def _turn(message: Message) -> ChatTurn:
     if message.direction == Message.Direction.OUT:
         return ChatTurn(role="model", text=message.text)
@@ -44,7 +57,9 @@ def _history(message: Message, limit: int) -> list[ChatTurn]:
     if limit <= 0:
         return []
     earlier = (
-        Message.objects.filter(chat=message.chat, id__lt=message.id)
+        # A forum topic is a conversation of its own: its history is that topic's.
+        Message.objects.filter(chat=message.chat, id__lt=message.id,
+                               message_thread_id=message.message_thread_id)
         .exclude(kind__in=[Message.Kind.EDITED, Message.Kind.SERVICE])
         .exclude(direction=Message.Direction.OUT, telegram_message_id__isnull=True)  # unsent
         .select_related("sender", "chat")

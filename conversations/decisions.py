@@ -1,8 +1,9 @@
 """Whether an incoming message gets an answer, by the task's settings.
 
 Private chats: every message from a person. Groups: messages that @mention the bot (or
-a text_mention of it, or its name), replies to the bot's messages, and commands. Never
-other bots (the bot itself included), edits or service messages; media only in private.
+a text_mention of it, or its name), replies to the bot's messages, and commands; media
+whose caption mentions the bot, or that replies to the bot (the caption is the question).
+Never other bots (the bot itself included), edits or service messages.
 """
 
 import re
@@ -23,21 +24,24 @@ def reply_wanted(*, task: BotTask, bot: Bot, message: telegram.Message, kind: st
         return task.respond_to_private
     if kind == Message.Kind.COMMAND:
         return command_is_for(bot, message)
-    if kind == Message.Kind.MEDIA:
-        return False  # a photo in a group is not a question to the bot
+    if kind == Message.Kind.MEDIA and not message.caption:
+        return False  # a photo in a group is not a question to the bot; its caption may be
     return (task.respond_to_mentions and mentions(bot, message)) or (
         task.respond_to_replies and replies_to(bot, message)
     )
 
 
 def mentions(bot: Bot, message: telegram.Message) -> bool:
+    """In the text, or in the caption of a photo, video or file."""
     # parse_entities counts offsets in UTF-16 units, as Telegram does.
-    for entity, text in message.parse_entities(["mention", "text_mention"]).items():
+    kinds: list[str | None] = ["mention", "text_mention"]
+    found = message.parse_entities(kinds) if message.text else message.parse_caption_entities(kinds)
+    for entity, text in found.items():
         if entity.type == "text_mention" and entity.user and entity.user.id == bot.telegram_id:
             return True
         if entity.type == "mention" and bot.username and text.lower() == f"@{bot.username.lower()}":
             return True
-    return _names_bot(bot, message.text or "")
+    return _names_bot(bot, message.text or message.caption or "")
 
 
 def _names_bot(bot: Bot, text: str) -> bool:

@@ -3,7 +3,11 @@ that want an answer to conversations.replies (this app's side of bots.polling).
 
 Idempotent by the unique (bot, update_id) constraint: a redelivered update (a crash
 before the offset moved, two pollers overlapping after a revival) inserts nothing and
-is therefore never answered twice. Unknown update shapes are logged and skipped.
+is therefore never answered twice. Unknown update kinds are logged and passed over; an
+update that cannot be read or stored (checked first for impossible ids, then a savepoint
+each when the batch fails) leaves a SkippedUpdate row saying why, and the poller moves
+past it. The bot's own membership (`my_chat_member`) and group-to-supergroup moves
+update the chat rows (conversations.chats).
 A message that wants an answer is stored already claimed by the storing process
 (GENERATING), which answers it next: no second write to claim it.
 """
@@ -14,12 +18,12 @@ from dataclasses import dataclass, field
 
 import telegram
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from bots.models import Bot, BotTask
 from bots.polling import StoredBatch
-from conversations import claims, decisions, replies, wording
-from conversations.models import Chat, Message, TelegramUser
+from conversations import chats, claims, decisions, replies, wording
+from conversations.models import Message, SkippedUpdate
+from credentials.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -37,24 +41,34 @@ class StoredUpdates:
     skipped: list[str] = field(default_factory=list)  # why updates could not be stored
 
 
-def updates_store(*, bot: Bot, task: BotTask, updates: Sequence[telegram.Update]) -> StoredUpdates:
+def updates_store(
+    *, bot: Bot, task: BotTask, updates: Sequence[telegram.Update],
+    unreadable: Sequence[tuple[int | None, str]] = (),
+) -> StoredUpdates:
     known = set(
         Message.objects.filter(bot=bot, update_id__in=[u.update_id for u in updates])
         .values_list("update_id", flat=True)
     )
     fresh = list({u.update_id: u for u in updates if u.update_id not in known}.values())
+    passed_over = list(unreadable)
+    storable = []
+    for update in fresh:
+        reason = _unstorable(update)
+        if reason:
+            passed_over.append((update.update_id, reason))
+        else:
+            storable.append(update)
     # The batch in a handful of statements (one look-up and one insert for chats, users
     # and messages each): a burst of a hundred updates costs what one did. If that
     # fails (an overlapping poller stored some of them meanwhile, or one update cannot
     # be stored at all), the batch is redone one update at a time, a savepoint each:
     # the others are stored, and one bad update never holds up the ones behind it.
-    skipped: list[str] = []
     try:
         with transaction.atomic():
-            new_messages = _batch_store(bot, task, fresh)
+            new_messages = _batch_store(bot, task, storable)
     except Exception:
         new_messages = []
-        for update in fresh:
+        for update in storable:
             try:
                 with transaction.atomic():
                     new_messages += _batch_store(bot, task, [update])
@@ -63,42 +77,84 @@ def updates_store(*, bot: Bot, task: BotTask, updates: Sequence[telegram.Update]
             except Exception as failure:
                 log.warning("bot %s: update %s cannot be stored; skipped", bot.pk, update.update_id,
                             exc_info=True)
-                skipped.append(f"update {update.update_id} ({type(failure).__name__})")
+                passed_over.append((update.update_id, f"{type(failure).__name__}: {redact(str(failure))[:200]}"))
+    if passed_over:
+        SkippedUpdate.objects.bulk_create(
+            [SkippedUpdate(bot=bot, update_id=None if chats.impossible_ids(i) else i, error=why)
+             for i, why in passed_over],
+            ignore_conflicts=True,
+        )
     to_answer = [m for m in new_messages if m.reply_state == Message.ReplyState.GENERATING]
+    skipped = [f"update {i if i is not None else '?'} ({why})" for i, why in passed_over]
     return StoredUpdates(new_messages, to_answer, skipped)
+
+
+def _unstorable(update: telegram.Update) -> str:
+    """Why this update cannot be stored before trying (an impossible id), or ""."""
+    message = update.effective_message
+    chat, sender = update.effective_chat, update.effective_user
+    if chat is None and message is not None:
+        return "a message without a chat"
+    if chats.impossible_ids(
+        chat.id if chat else None, sender.id if sender else None,
+        message.message_id if message else None, message.message_thread_id if message else None,
+        _migration(message)[1] if message else None,
+    ):
+        return "an id beyond 64 bits"
+    return ""
 
 
 def _batch_store(bot: Bot, task: BotTask, updates: Sequence[telegram.Update]) -> list[Message]:
     entries = []
+    membership = []
     for update in updates:
+        if update.my_chat_member is not None:
+            membership.append(update.my_chat_member)
+            continue
         message = update.message or update.edited_message
         if message is None:
             log.info("bot %s: skipped update %s of an unhandled kind", bot.pk, update.update_id)
             continue
         entries.append((update, message, message_kind(message, edited=update.edited_message is not None)))
-    if not entries:
-        return []
-    chats = chats_upsert(bot, [message.chat for _, message, _ in entries])
-    users = users_upsert([message.from_user for _, message, _ in entries if message.from_user])
-    rows = [
-        Message(
-            bot=bot,
-            chat=chats[message.chat.id],
-            sender=users[message.from_user.id] if message.from_user else None,
-            direction=Message.Direction.IN,
-            kind=kind,
-            update_id=update.update_id,
-            telegram_message_id=message.message_id,
-            text=message_text(message),
-            reply_to_telegram_message_id=(
-                message.reply_to_message.message_id if message.reply_to_message else None
-            ),
-            telegram_date=message.edit_date or message.date,
-            **_answering(task, bot, message, kind),
+    rows: list[Message] = []
+    if entries:
+        chat_rows = chats.chats_upsert(bot.pk, [message.chat for _, message, _ in entries])
+        users = chats.users_upsert([message.from_user for _, message, _ in entries if message.from_user])
+        rows = Message.objects.bulk_create(
+            Message(
+                bot=bot,
+                chat=chat_rows[message.chat.id],
+                sender=users[message.from_user.id] if message.from_user else None,
+                direction=Message.Direction.IN,
+                kind=kind,
+                update_id=update.update_id,
+                telegram_message_id=message.message_id,
+                message_thread_id=message.message_thread_id if message.is_topic_message else None,
+                text=message_text(message),
+                reply_to_telegram_message_id=(
+                    message.reply_to_message.message_id if message.reply_to_message else None
+                ),
+                telegram_date=message.edit_date or message.date,
+                **_answering(task, bot, message, kind),
+            )
+            for update, message, kind in entries
         )
-        for update, message, kind in entries
-    ]
-    return Message.objects.bulk_create(rows)
+    if membership:
+        chats.membership_apply(bot.pk, membership)
+    for _, message, _ in entries:
+        old_id, new_id = _migration(message)
+        if new_id is not None:
+            chats.chat_migrate(bot_id=bot.pk, old_id=old_id, new_id=new_id)
+    return rows
+
+
+def _migration(message: telegram.Message) -> tuple[int, int | None]:
+    """(old id, new id) when this service message says a group became a supergroup."""
+    if message.migrate_to_chat_id:
+        return message.chat.id, message.migrate_to_chat_id
+    if message.migrate_from_chat_id:
+        return message.migrate_from_chat_id, message.chat.id
+    return message.chat.id, None
 
 
 def _answering(task: BotTask, bot: Bot, message: telegram.Message, kind: str) -> dict[str, object]:
@@ -129,61 +185,14 @@ def message_text(message: telegram.Message) -> str:
     return ""
 
 
-def chats_upsert(bot: Bot, seen: Sequence[telegram.Chat]) -> dict[int, Chat]:
-    """The bot's rows for these chats by Telegram id: created when new, titles kept
-    current, and reactivated: a blocked bot receives nothing from that user, and a bot
-    removed from a group nothing from it, so a new message means we can write there."""
-    latest = {chat.id: chat for chat in seen}
-    rows = {c.telegram_id: c for c in Chat.objects.filter(bot=bot, telegram_id__in=latest)}
-    now = timezone.now()
-    Chat.objects.filter(pk__in=[row.pk for row in rows.values()]).update(last_message_at=now)
-    for telegram_id, row in rows.items():
-        title = latest[telegram_id].title
-        changes: dict[str, object] = {}
-        if title and title != row.title:
-            changes["title"] = title
-        if not row.is_active:
-            changes.update(is_active=True, inactive_reason="")
-        if changes:
-            Chat.objects.filter(pk=row.pk).update(**changes)
-    new = [
-        Chat(bot=bot, telegram_id=chat.id, type=chat.type, title=chat.title or chat.full_name or "",
-             username=chat.username or "", last_message_at=now)
-        for telegram_id, chat in latest.items() if telegram_id not in rows
-    ]
-    rows.update((row.telegram_id, row) for row in Chat.objects.bulk_create(new))
-    return rows
-
-
-def users_upsert(seen: Sequence[telegram.User]) -> dict[int, TelegramUser]:
-    """Rows for these Telegram accounts by id, created when new; written only when a
-    person changed their name (most messages change nothing)."""
-    latest = {user.id: _user_fields(user) for user in seen}
-    rows = {u.telegram_id: u for u in TelegramUser.objects.filter(telegram_id__in=latest)}
-    for telegram_id, row in rows.items():
-        fields = latest[telegram_id]
-        if any(getattr(row, name) != value for name, value in fields.items()):
-            TelegramUser.objects.filter(pk=row.pk).update(**fields)
-    new = [TelegramUser(telegram_id=i, **fields) for i, fields in latest.items() if i not in rows]
-    rows.update((row.telegram_id, row) for row in TelegramUser.objects.bulk_create(new))
-    return rows
-
-
-def _user_fields(user: telegram.User) -> dict[str, object]:
-    return {
-        "first_name": user.first_name or "",
-        "last_name": user.last_name or "",
-        "username": user.username or "",
-        "is_bot": user.is_bot,
-        "language_code": user.language_code or "",
-    }
-
-
 class ConversationSink:
     """What bots.polling hands each stored-to-be batch to (registered in apps.py)."""
 
-    def store(self, *, task: BotTask, updates: Sequence[telegram.Update]) -> StoredBatch:
-        stored = updates_store(bot=task.bot, task=task, updates=updates)
+    def store(
+        self, *, task: BotTask, updates: Sequence[telegram.Update],
+        unreadable: Sequence[tuple[int | None, str]],
+    ) -> StoredBatch:
+        stored = updates_store(bot=task.bot, task=task, updates=updates, unreadable=unreadable)
         return StoredBatch(
             new_messages=len(stored.new_messages),
             to_answer=[(m.pk, m.chat_id) for m in stored.to_answer],

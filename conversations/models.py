@@ -159,6 +159,11 @@ class Message(models.Model):
     reply_to_telegram_message_id = models.BigIntegerField(
         null=True, blank=True, help_text="The Telegram message this one quotes, if any."
     )
+    message_thread_id = models.BigIntegerField(
+        "forum topic", null=True, blank=True,
+        help_text="The forum topic (thread) of a message in a forum supergroup; a reply "
+        "goes to the topic of the message it answers.",
+    )
     reply_state = models.CharField(
         max_length=16, choices=ReplyState.choices, default=ReplyState.NONE, db_index=True
     )
@@ -234,6 +239,29 @@ class Message(models.Model):
     def __str__(self) -> str:
         arrow = "←" if self.direction == self.Direction.IN else "→"
         return f"{arrow} {self.text[:60]}"
+
+
+class SkippedUpdate(models.Model):
+    """A placeholder for an update Telegram delivered that could not be read or stored
+    (a shape no message has, an impossible id). The poller moves past it (one bad update
+    never holds up the ones behind it) and the operator sees here what was lost and why."""
+
+    bot = models.ForeignKey("bots.Bot", on_delete=models.CASCADE, related_name="skipped_updates")
+    update_id = models.BigIntegerField(null=True, blank=True)
+    error = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bot", "update_id"], condition=Q(update_id__isnull=False),
+                name="unique_skipped_update_per_bot",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"update {self.update_id if self.update_id is not None else '?'}: {self.error[:60]}"
 
 
 # --- scheduled messages --------------------------------------------------------------

@@ -31,7 +31,7 @@ import asyncio
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,7 +43,7 @@ from bots import ratelimit, telegram
 from bots.formatting import FormattedText
 from bots.models import Bot, BotTask
 from config import aio, dbwork
-from conversations import claims
+from conversations import chats, claims
 from conversations.models import Chat, Delivery, Message, ScheduledRun
 from credentials.encryption import DecryptionError
 
@@ -67,6 +67,7 @@ class Part:
     text: str
     entities: list[dict[str, Any]]
     quote: int | None
+    thread: int | None  # the forum topic it goes to
     reply_to_id: int | None
     scheduled_run_id: int | None
     attempts: int
@@ -104,6 +105,7 @@ class Outgoing:
     endpoint: telegram.BotEndpoint = field(repr=False)
     reply_to: Message | None = None
     quote: int | None = None  # the Telegram message the first part quotes
+    thread: int | None = None  # the forum topic every part goes to
     scheduled_run: ScheduledRun | None = None
     first_fields: dict[str, Any] = field(default_factory=dict)  # recorded on the first part
 
@@ -117,6 +119,7 @@ def parts_create(messages: Sequence[Outgoing]) -> list[list[Part]]:
             bot=out.bot, chat=out.chat, direction=Message.Direction.OUT, text=part.text,
             entities=[e.to_dict() for e in part.entities], reply_to=out.reply_to,
             quote_telegram_message_id=out.quote if index == 0 else None,
+            message_thread_id=out.thread,
             scheduled_run=out.scheduled_run,
             scheduled_id=out.scheduled_run.scheduled_id if out.scheduled_run is not None else None,
             send_state=Message.SendState.SENDING, **claim,
@@ -137,7 +140,7 @@ def _part(row: Message, chat: Chat, endpoint: telegram.BotEndpoint, last: bool |
     return Part(
         pk=row.pk, bot_id=row.bot_id, chat_pk=chat.pk, chat_id=chat.telegram_id,
         is_group=chat.is_group, text=row.text, entities=row.entities,
-        quote=row.quote_telegram_message_id, reply_to_id=row.reply_to_id,
+        quote=row.quote_telegram_message_id, thread=row.message_thread_id, reply_to_id=row.reply_to_id,
         scheduled_run_id=row.scheduled_run_id, attempts=row.attempts, endpoint=endpoint,
         last=last,
     )
@@ -245,6 +248,15 @@ async def _part_send(part: Part, summary: Sent) -> tuple[str, float]:
             await ratelimit.bot_flood_block(bot_id=part.bot_id, seconds=flood.retry_after)
             await dbwork.write(_unstamp, part.pk, attempts, str(flood))
             continue  # the next slot waits out the block (or defers the part)
+        except telegram.ChatMoved as moved:
+            attempts += 1
+            if attempts >= settings.OUTBOX_MAX_ATTEMPTS:
+                await dbwork.write(_fail, part, str(moved))
+                return FAILED, 0.0
+            # The group became a supergroup: the chat takes its new id, and the part goes there.
+            await dbwork.write(_chat_moved, part, moved.new_chat_id, attempts)
+            part = replace(part, chat_id=moved.new_chat_id)
+            continue
         except telegram.ChatUnavailable as gone:
             await dbwork.write(_chat_gone, part, str(gone))
             return FAILED, 0.0
@@ -273,11 +285,12 @@ async def _deliver(part: Part) -> int:
     try:
         sent = await telegram.send_message(
             part.endpoint, chat_id=part.chat_id, text=part.text, entities=part.entities,
-            reply_to_message_id=part.quote,
+            reply_to_message_id=part.quote, message_thread_id=part.thread,
         )
     except telegram.EntitiesRejected:
         sent = await telegram.send_message(
-            part.endpoint, chat_id=part.chat_id, text=part.text, reply_to_message_id=part.quote
+            part.endpoint, chat_id=part.chat_id, text=part.text, reply_to_message_id=part.quote,
+            message_thread_id=part.thread,
         )
     return sent.message_id
 
@@ -356,6 +369,11 @@ def _fail(part: Part, error: str) -> None:
     later.update(send_state=Message.SendState.FAILED, error=EARLIER_PART_FAILED, updated_at=now,
                  **claims.RELEASED)
     _settle(part, error=error)
+
+
+def _chat_moved(part: Part, new_chat_id: int, attempts: int) -> None:
+    chats.chat_migrate(bot_id=part.bot_id, old_id=part.chat_id, new_id=new_chat_id)
+    _unstamp(part.pk, attempts, "")
 
 
 def _chat_gone(part: Part, reason: str) -> None:

@@ -75,6 +75,7 @@ class _Job:
     max_length: int = 0
     endpoint: telegram.BotEndpoint | None = None
     fixed: str | None = None  # the persona's own line, no AI
+    fixed_note: str = ""  # why, when the AI would have answered
     credential: AICredential | None = None
     # Built at load time only without history; with it, once the chat's turn comes (the
     # previous answer of the chat must be in it).
@@ -211,7 +212,7 @@ def _parts(text: str, job: _Job) -> list[FormattedText]:
 
 async def _compose(job: _Job) -> Composition:
     if job.fixed is not None:
-        return Composition(text=job.fixed)
+        return Composition(text=job.fixed, error=job.fixed_note)
     if job.remote and job.endpoint is not None:
         _typing(job.endpoint, job.message.chat.telegram_id)
     request = job.request if job.request is not None else await dbwork.read(_request_with_history, job)
@@ -277,7 +278,13 @@ def _job(message: Message, task: BotTask | None) -> _Job:
     if fixed is not None:
         return _Job(message, persona, task.max_response_length, endpoint, fixed=fixed)
     credential = message.bot.credential if task.use_ai else None
-    remote = credential is not None and credential.provider != AICredential.Provider.OFFLINE
+    if credential is None:
+        # No AI for this bot: the persona's own fallback line, never an echo of the
+        # message (the offline provider answers only where it was chosen). AI switched
+        # off is a choice; AI wanted with no credential is a mistake worth showing.
+        return _Job(message, persona, task.max_response_length, endpoint,
+                    fixed=persona.fallback_reply, fixed_note="" if not task.use_ai else wording.NO_CREDENTIAL)
+    remote = credential.provider != AICredential.Provider.OFFLINE
     # The offline provider never reads the history (its query is the costliest part), so
     # its request is complete now; a remote one is built in the chat's turn.
     request = None if remote else context.generation_request(
@@ -294,8 +301,8 @@ def _request_with_history(job: _Job) -> GenerationRequest:
 
 
 def _fixed_line(message: Message, persona: Persona) -> str | None:
-    if message.kind == Message.Kind.MEDIA:
-        return wording.MEDIA_IN_PRIVATE
+    if message.kind == Message.Kind.MEDIA and message.text in wording.MEDIA_PLACEHOLDERS.values():
+        return wording.MEDIA_IN_PRIVATE  # no caption: nothing we can read
     if message.kind == Message.Kind.COMMAND:
         command = message.text.split(maxsplit=1)[0].split("@")[0].lower()
         return {"/start": persona.greeting, "/help": persona.help_reply}.get(command)
@@ -325,6 +332,7 @@ def _replies_enqueue(
             reply_to=job.message, first_fields=composition.fields(),
             # In groups the first part quotes the question, so people see whom the bot answers.
             quote=job.message.telegram_message_id if job.message.chat.is_group else None,
+            thread=job.message.message_thread_id,
         )
         for job, composition, parts in replies
         if job.message.pk in ours and job.endpoint is not None

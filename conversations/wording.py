@@ -3,6 +3,12 @@
 MEDIA_IN_PRIVATE = (
     "I can only read text for now. Please send your message as text and I'll answer."
 )
+# Added to the prompt of a captioned photo, video or file: the caption is the question.
+MEDIA_NOT_UNDERSTOOD = (
+    "(The message came with a {what}, which you cannot see or hear yet. Answer the text; "
+    "if the answer depends on the {what}, say that you cannot see it yet.)"
+)
+NO_CREDENTIAL = "Answered with the persona's fallback line: the bot has no AI credential."
 MEDIA_PLACEHOLDERS = {
     "photo": "[photo]",
     "sticker": "[sticker]",

@@ -32,7 +32,11 @@ def make_credential(**fields: object) -> AICredential:
 
 
 def make_bot(**fields: object) -> Bot:
+    """A bot answering through the offline provider unless told otherwise (credential=None:
+    no AI, the persona's own lines)."""
     defaults: dict[str, object] = {"name": f"Bot {next(_counter)}", "token": make_token()}
+    if "credential" not in fields:
+        fields["credential"] = make_credential()
     return Bot.objects.create(**{**defaults, **fields})
 
 

@@ -204,7 +204,7 @@ def test_it_keeps_the_api_key_out_of_logs_and_errors(ai_bot, telegram_api, gemin
     assert reply.text == FALLBACK
     assert reply.error == "Gemini rejected the API key (API_KEY_INVALID)."
     assert GEMINI_TEST_KEY not in caplog.text
-    credential = AICredential.objects.get()
+    credential = AICredential.objects.get(provider=AICredential.Provider.GEMINI)
     assert (credential.requests_total, credential.failures_total) == (1, 1)
     assert GEMINI_TEST_KEY not in credential.last_error
 
