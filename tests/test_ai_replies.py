@@ -9,6 +9,7 @@ import telegram
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from bots.models import Bot, BotTask
 from bots.services import task_start
 from conversations import replies
 from conversations.ingest import updates_store
@@ -282,3 +283,48 @@ def test_ai_calls_of_one_credential_run_side_by_side(gemini_credential, gemini_a
 
     assert len(gemini_api.requests()) == 4
     assert elapsed < 2.0, f"4 calls of 1 s took {elapsed:.1f} s: they ran one at a time"
+
+
+def test_a_captioned_photo_is_answered_from_its_caption_saying_the_photo_is_unseen(ai_bot, telegram_api, gemini_api) -> None:  # type: ignore[no-untyped-def]
+    bot, info, _ = ai_bot
+    group = telegram_api.add_group(title="Photos")
+    gemini_api.script_replies(["I can't see photos yet, but tell me about it!"])
+
+    reply = converse(ai_bot, telegram_api.send_media(
+        info["token"], kind="photo", chat_id=group["id"], caption=f"@{bot.username} is this a heron?"
+    ))
+
+    asked = gemini_api.requests()[-1].contents[-1].text
+    assert "is this a heron?" in asked
+    assert "photo, which you cannot see" in asked
+    assert reply.text == "I can't see photos yet, but tell me about it!"
+
+
+def test_ai_links_are_links_only_for_the_web(ai_bot, telegram_api, gemini_api) -> None:  # type: ignore[no-untyped-def]
+    _, info, _ = ai_bot
+    gemini_api.script_replies(["See [the docs](https://example.com/docs) or [this](javascript:alert(1))."])
+
+    converse(ai_bot, telegram_api.send_private_message(info["token"], "links?"))
+
+    sent = telegram_api.sent_messages(info["token"])[-1]
+    assert sent["text"] == "See the docs or this."
+    links = [e for e in sent.get("entities") or [] if e["type"] == "text_link"]
+    assert [link["url"] for link in links] == ["https://example.com/docs"]
+
+
+@pytest.mark.parametrize("setting", ["use_ai off", "no credential"])
+def test_without_ai_it_answers_with_the_persona_lines_never_an_echo(setting, ai_bot, telegram_api) -> None:  # type: ignore[no-untyped-def]
+    bot, info, task = ai_bot
+    if setting == "use_ai off":
+        BotTask.objects.filter(pk=task.pk).update(use_ai=False)
+    else:
+        Bot.objects.filter(pk=bot.pk).update(credential=None)
+    bot.refresh_from_db()
+
+    reply = converse((bot, info, task), telegram_api.send_private_message(info["token"], "hello there"))
+    greeting = converse((bot, info, task), telegram_api.send_command(info["token"], "start"))
+
+    assert reply.text == FALLBACK
+    assert "You said" not in reply.text and "[offline reply]" not in reply.text
+    assert greeting.text == bot.persona.greeting
+    assert (reply.error != "") == (setting == "no credential")  # a choice is not an error

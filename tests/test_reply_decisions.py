@@ -130,6 +130,26 @@ def test_it_answers_media_in_private_and_ignores_it_in_groups(telegram_api, know
     assert (in_group.text, in_group.reply_state) == ("[photo] look", "none")
 
 
+def test_it_answers_a_captioned_photo_in_a_group_that_mentions_or_replies_to_it(telegram_api, known_bot) -> None:  # type: ignore[no-untyped-def]
+    token = known_bot.token.reveal()
+    group = telegram_api.add_group(title="Photos")
+    mentioned = telegram_api.send_media(token, kind="photo", chat_id=group["id"],
+                                        caption=f"@{known_bot.username} what is this?")
+    document = telegram_api.send_media(token, kind="document", chat_id=group["id"],
+                                       caption="Helper, can you read this?")
+    bot_said = telegram_api.send_group_message(token, "placeholder", chat_id=group["id"])
+    reply_to_bot = telegram_api.send_media(token, kind="video", chat_id=group["id"], caption="like this?")
+    reply_to_bot["message"]["reply_to_message"] = {
+        **bot_said["message"], "from": {"id": known_bot.telegram_id, "is_bot": True, "first_name": "Helper"},
+    }
+    unrelated = telegram_api.send_media(token, kind="photo", chat_id=group["id"], caption="my cat")
+
+    assert answered(known_bot, mentioned)
+    assert answered(known_bot, document)
+    assert answered(known_bot, reply_to_bot)
+    assert not answered(known_bot, unrelated)
+
+
 def test_it_answers_commands_addressed_to_it_only(telegram_api, known_bot) -> None:  # type: ignore[no-untyped-def]
     token = known_bot.token.reveal()
     group = telegram_api.add_group(title="Cmds")

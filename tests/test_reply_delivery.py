@@ -86,6 +86,23 @@ def test_it_sends_plain_text_when_telegram_rejects_the_formatting(telegram_api, 
     assert len(telegram_api.sent_messages(started["token"])) == 1
 
 
+def test_it_sends_plain_text_after_any_formatting_refusal_once(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
+    message = incoming(bot_task, telegram_api.send_private_message(started["token"], "**bold** please"))
+    telegram_api.add_fault(
+        started["token"], "error", method="sendMessage", status=400, times=2,
+        description="Bad Request: wrong HTTP URL specified",
+    )
+
+    replies.messages_answer(message_ids=[message.pk])
+
+    attempts = telegram_api.calls(started["token"], method="sendMessage")
+    assert len(attempts) == 2  # formatted, then plain once; no loop
+    assert attempts[0]["params"].get("entities") and not attempts[1]["params"].get("entities")
+    message.refresh_from_db()
+    assert message.reply_state == Message.ReplyState.FAILED
+    assert "wrong http url" in message.error.lower()
+
+
 def test_it_retries_a_reply_after_a_server_error(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
     message = incoming(bot_task, telegram_api.send_private_message(started["token"], "hello?"))
     telegram_api.add_fault(started["token"], "server_error", method="sendMessage")
