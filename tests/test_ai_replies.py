@@ -328,3 +328,14 @@ def test_without_ai_it_answers_with_the_persona_lines_never_an_echo(setting, ai_
     assert "You said" not in reply.text and "[offline reply]" not in reply.text
     assert greeting.text == bot.persona.greeting
     assert (reply.error != "") == (setting == "no credential")  # a choice is not an error
+
+
+def test_an_ai_answer_with_a_lone_surrogate_is_sent_cleaned(ai_bot, telegram_api, gemini_api) -> None:  # type: ignore[no-untyped-def]
+    _, info, _ = ai_bot
+    gemini_api.script_replies(["Half an emoji: \ud83d and the rest."])
+
+    reply = converse(ai_bot, telegram_api.send_private_message(info["token"], "emoji?"))
+
+    assert reply.text == "Half an emoji: \ufffd and the rest."
+    assert reply.reply_to.reply_state == Message.ReplyState.REPLIED
+    assert telegram_api.sent_messages(info["token"])[-1]["text"] == reply.text
