@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import ApiError, bad_request, forbidden
 from .html_entities import EntityParseError, utf16_len
-from .state import CONFLICT_POLL, BotState, EmulatorState
+from .state import CONFLICT_POLL, BotState, EmulatorState, without_reply
 from .text_format import (
     MAX_CAPTION_LENGTH,
     MAX_MESSAGE_LENGTH,
@@ -80,12 +80,30 @@ def _chat(state: EmulatorState, params: JSON) -> JSON:
 
 def _check_can_write(state: EmulatorState, bot: BotState, chat: JSON) -> None:
     if chat["type"] != "private":
+        _check_in_group(state, bot, chat)
         return
     if chat["id"] in bot.blocked_by:
         raise forbidden("bot was blocked by the user")
     user = state.users.get(chat["id"])
     if user is not None and user.get("is_bot"):
         raise forbidden("bot can't send messages to bots")
+
+
+def _check_in_group(state: EmulatorState, bot: BotState, chat: JSON) -> None:
+    """Telegram's refusals for a group the bot cannot write to any more."""
+    new_id = state.migrated_to.get(chat["id"])
+    if new_id is not None:
+        # python-telegram-bot turns parameters.migrate_to_chat_id into ChatMigrated.
+        raise ApiError(
+            400,
+            "Bad Request: group chat was upgraded to a supergroup chat",
+            {"migrate_to_chat_id": new_id},
+        )
+    status = bot.group_status.get(chat["id"])
+    if status == "kicked":
+        raise forbidden(f"bot was kicked from the {chat['type']} chat")
+    if status == "left":
+        raise forbidden(f"bot is not a member of the {chat['type']} chat")
 
 
 def _format(
@@ -134,21 +152,44 @@ def _reply_target(state: EmulatorState, bot: BotState, chat: JSON, params: JSON)
         if allow_without:
             return None
         raise bad_request("message to be replied not found")
-    return {k: v for k, v in target.items() if k != "reply_to_message"}
+    return without_reply(target)
+
+
+def _topic_fields(bot: BotState, chat: JSON, params: JSON, reply_to: JSON | None) -> JSON:
+    """``message_thread_id``/``is_topic_message`` of a bot message (none: General topic).
+
+    In a forum the thread must exist, a reply goes to the topic of the message it
+    answers, and a message that replies to nothing replies to the topic's
+    ``forum_topic_created`` message, as Telegram shows it.
+    """
+    thread_id = _int(params, "message_thread_id") or None  # 0 means "no thread"
+    if not chat.get("is_forum"):
+        return {"message_thread_id": thread_id} if thread_id is not None else {}
+    if thread_id is None and reply_to is not None and reply_to.get("is_topic_message"):
+        thread_id = reply_to["message_thread_id"]
+    if thread_id is None:
+        return {}
+    topic = bot.forum_topics.get(chat["id"], {}).get(thread_id)
+    if topic is None:
+        raise bad_request("message thread not found")
+    fields: JSON = {"message_thread_id": thread_id, "is_topic_message": True}
+    if reply_to is None:
+        fields["reply_to_message"] = without_reply(topic)
+    return fields
 
 
 def _bot_message(
     state: EmulatorState, bot: BotState, chat: JSON, params: JSON, content: JSON
 ) -> JSON:
     reply_to = _reply_target(state, bot, chat, params)
+    topic = _topic_fields(bot, chat, params, reply_to)  # may refuse: before taking an id
     message: JSON = {
         "message_id": state.new_message_id(bot, chat["id"]),
         "from": bot.user(),
         "chat": dict(chat),
         "date": int(time.time()),
+        **topic,
     }
-    if params.get("message_thread_id") is not None:
-        message["message_thread_id"] = _int(params, "message_thread_id")
     if reply_to is not None:
         message["reply_to_message"] = reply_to
     message.update({k: v for k, v in content.items() if v not in (None, [])})
@@ -280,7 +321,13 @@ def send_chat_action(state: EmulatorState, bot: BotState, params: JSON) -> bool:
     if action not in CHAT_ACTIONS:
         raise bad_request("wrong parameter action in request")
     bot.chat_actions.append(
-        {"bot_id": bot.id, "chat_id": chat["id"], "action": action, "time": time.time()}
+        {
+            "bot_id": bot.id,
+            "chat_id": chat["id"],
+            "action": action,
+            "message_thread_id": _int(params, "message_thread_id"),
+            "time": time.time(),
+        }
     )
     return True
 

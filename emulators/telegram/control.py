@@ -58,8 +58,9 @@ class ControlAPI:
         title: str | None = None,
         chat_type: Literal["group", "supergroup", "channel"] = "supergroup",
         username: str | None = None,
+        is_forum: bool = False,
     ) -> JSON:
-        """Create a group chat (negative id); returns the Chat dict."""
+        """Create a group chat (negative id; ``is_forum`` for a supergroup with topics); returns the Chat dict."""
         return self._invoke("add_group", _args(locals()))
 
     # ---------------------------------------------------------------- injections
@@ -90,8 +91,9 @@ class ControlAPI:
         chat_type: Literal["group", "supergroup"] = "supergroup",
         first_name: str | None = None,
         username: str | None = None,
+        message_thread_id: int | None = None,
     ) -> JSON:
-        """A user writes in a group, optionally mentioning the bot (``{bot}``/``{user}`` placeholders)."""
+        """A user writes in a group (or a forum topic), optionally mentioning the bot (``{bot}``/``{user}`` placeholders)."""
         return self._invoke("send_group_message", _args(locals()))
 
     def send_command(
@@ -102,8 +104,9 @@ class ControlAPI:
         chat_id: int | None = None,
         user_id: int | None = None,
         with_bot_username: bool | None = None,
+        message_thread_id: int | None = None,
     ) -> JSON:
-        """``/command`` with a ``bot_command`` entity (``/command@bot`` in groups)."""
+        """``/command`` with a ``bot_command`` entity (``/command@bot`` in groups; optionally in a forum topic)."""
         return self._invoke("send_command", _args(locals()))
 
     def send_bot_message(
@@ -139,6 +142,7 @@ class ControlAPI:
         chat_id: int | None = None,
         user_id: int | None = None,
         caption: str | None = None,
+        message_thread_id: int | None = None,
     ) -> JSON:
         """Photo/sticker/voice/document/video/audio/animation/video_note/location message."""
         return self._invoke("send_media", _args(locals()))
@@ -184,6 +188,37 @@ class ControlAPI:
         """User unblocks the bot."""
         return self._invoke("unblock_bot", _args(locals()))
 
+    def remove_bot_from_group(
+        self, token: str, chat_id: int, user_id: int | None = None, kicked: bool = True
+    ) -> JSON | None:
+        """The bot is removed from a group (``kicked``, or ``left``): my_chat_member; sends then get 403."""
+        return self._invoke("remove_bot_from_group", _args(locals()))
+
+    def add_bot_to_group(
+        self,
+        token: str,
+        chat_id: int | None = None,
+        status: Literal["member", "administrator"] = "member",
+        user_id: int | None = None,
+    ) -> JSON | None:
+        """The bot is added to (or promoted in) a group: my_chat_member (+ new_chat_members on joining)."""
+        return self._invoke("add_bot_to_group", _args(locals()))
+
+    def create_forum_topic(
+        self,
+        token: str,
+        chat_id: int,
+        name: str,
+        user_id: int | None = None,
+        icon_color: int | None = None,
+    ) -> int:
+        """A user creates a forum topic (``forum_topic_created`` message); returns its message_thread_id."""
+        return self._invoke("create_forum_topic", _args(locals()))
+
+    def migrate_group(self, token: str, chat_id: int, user_id: int | None = None) -> int:
+        """A basic group is upgraded to a supergroup (two service messages); returns the new chat id."""
+        return self._invoke("migrate_group", _args(locals()))
+
     def jump_update_id(self, token: str, by: int | None = None, to: int | None = None) -> int:
         """Make the next update_id jump; returns the new next update_id."""
         return self._invoke("jump_update_id", _args(locals()))
@@ -215,11 +250,11 @@ class ControlAPI:
     # ---------------------------------------------------------------- records
 
     def sent_messages(self, token: str, chat_id: int | None = None) -> list[JSON]:
-        """Messages the bot sent: ``{chat_id, message_id, text, parse_mode, entities, reply_to_message_id, time, ...}``."""
+        """Messages the bot sent: ``{chat_id, message_id, text, parse_mode, entities, reply_to_message_id, message_thread_id, time, ...}``."""
         return self._invoke("sent_messages", _args(locals()))
 
     def chat_actions(self, token: str, chat_id: int | None = None) -> list[JSON]:
-        """sendChatAction records ``{bot_id, chat_id, action, time}``."""
+        """sendChatAction records ``{bot_id, chat_id, action, message_thread_id, time}``."""
         return self._invoke("chat_actions", _args(locals()))
 
     def calls(

@@ -56,6 +56,12 @@ ServiceKind = Literal[
     "new_chat_members", "left_chat_member", "new_chat_title", "group_chat_created", "pinned_message"
 ]
 
+# Statuses of a bot that is not in a group (my_chat_member ``new_chat_member.status``).
+OUT_OF_GROUP = frozenset({"left", "kicked"})
+
+# The six colours Telegram allows for a forum topic icon (Bot API createForumTopic).
+FORUM_ICON_COLORS = (7322096, 16766590, 13338331, 9367192, 16749490, 16478047)
+
 
 def control_op(fn: F) -> F:
     """Mark a method as a control operation (exposed in-process and under ``/_emulator/<name>``)."""
@@ -121,6 +127,12 @@ class BotState:
     call_waiters: list[tuple[str, int, asyncio.Future[None]]] = field(default_factory=list)
     commands: dict[str, list[JSON]] = field(default_factory=dict)
     callback_ids: set[str] = field(default_factory=set)
+    # Per group chat: the bot's status once it changed. No entry means "member", so a
+    # group that a test merely writes in has the bot in it, as before statuses existed.
+    group_status: dict[int, str] = field(default_factory=dict)
+    # Per forum chat: thread id -> its forum_topic_created message. Per bot because
+    # message ids are (a thread id is the id of that service message).
+    forum_topics: dict[int, dict[int, JSON]] = field(default_factory=dict)
 
     def user(self) -> JSON:
         """The bot as it appears in ``from`` fields."""
@@ -176,6 +188,8 @@ class EmulatorState:
         self.users: dict[int, JSON] = {}
         self.chats: dict[int, JSON] = {}
         self.chats_by_username: dict[str, int] = {}
+        # Basic group id -> the supergroup it was upgraded to (migrate_group).
+        self.migrated_to: dict[int, int] = {}
         self.faults: dict[str, list[Fault]] = {}
         # Bounded so a long benchmark cannot grow memory without limit.
         self.call_log: deque[JSON] = deque(maxlen=self.call_log_size)
@@ -316,10 +330,16 @@ class EmulatorState:
         title: str | None = None,
         chat_type: Literal["group", "supergroup", "channel"] = "supergroup",
         username: str | None = None,
+        is_forum: bool = False,
     ) -> JSON:
-        """Create a group/supergroup/channel chat (negative id; supergroups use -100...)."""
+        """Create a group/supergroup/channel chat (negative id; supergroups use -100...).
+
+        ``is_forum`` makes a supergroup with topics (``create_forum_topic``).
+        """
         if chat_type not in ("group", "supergroup", "channel"):
             raise ValueError("chat_type must be 'group', 'supergroup' or 'channel'")
+        if is_forum and chat_type != "supergroup":
+            raise ValueError("only a supergroup can be a forum")
         if chat_id is None:
             self._next_group_id += self.rng.randint(1, 997)
             base = self._next_group_id
@@ -333,6 +353,8 @@ class EmulatorState:
             "type": chat_type,
             "title": title or f"Test {chat_type} {abs(chat_id) % 10_000}",
         }
+        if is_forum:
+            chat["is_forum"] = True
         if username:
             chat["username"] = username.lstrip("@")
             self.chats_by_username[chat["username"].lower()] = chat_id
@@ -347,6 +369,12 @@ class EmulatorState:
     def _group(
         self, chat_id: int | None, title: str | None = None, chat_type: str = "supergroup"
     ) -> JSON:
+        if chat_id is not None and chat_id in self.migrated_to:
+            # Nobody can write in an upgraded group any more; say where they went.
+            raise ValueError(
+                f"group {chat_id} was migrated to supergroup {self.migrated_to[chat_id]}; "
+                "use the new chat id"
+            )
         if chat_id is not None and chat_id in self.chats:
             chat = self.chats[chat_id]
             if chat["type"] == "private":
@@ -397,6 +425,39 @@ class EmulatorState:
         message.update({k: v for k, v in content.items() if v is not None})
         self.store_message(bot, message)
         return message
+
+    def _require_in_group(self, bot: BotState, chat: JSON) -> None:
+        """Refuse to inject into a group the bot is out of: Telegram would deliver nothing."""
+        status = bot.group_status.get(chat["id"])
+        if chat["type"] != "private" and status in OUT_OF_GROUP:
+            raise ValueError(
+                f"bot {bot.id} is not in chat {chat['id']} (status {status!r}); "
+                "add it back with add_bot_to_group"
+            )
+
+    def _topic_fields(self, bot: BotState, chat: JSON, message_thread_id: int | None) -> JSON:
+        """Fields of a user message posted in a forum topic (none for the General topic).
+
+        Telegram makes every message in a topic a reply to the topic's
+        ``forum_topic_created`` message unless it replies to something else.
+        """
+        if message_thread_id is None:
+            return {}
+        if not chat.get("is_forum"):
+            raise ValueError(
+                f"chat {chat['id']} is not a forum; create it with add_group(..., is_forum=True)"
+            )
+        topic = bot.forum_topics.get(chat["id"], {}).get(message_thread_id)
+        if topic is None:
+            raise LookupError(
+                f"no forum topic {message_thread_id} in chat {chat['id']} for bot {bot.id}; "
+                "create one with create_forum_topic"
+            )
+        return {
+            "message_thread_id": message_thread_id,
+            "is_topic_message": True,
+            "reply_to_message": without_reply(topic),
+        }
 
     def push_update(self, bot: BotState, kind: str, payload: JSON) -> JSON:
         """Queue an update for ``bot`` with the next update_id and wake its long-poll."""
@@ -456,6 +517,7 @@ class EmulatorState:
             "parse_mode": params.get("parse_mode"),
             "entities": message.get("entities", message.get("caption_entities", [])),
             "reply_to_message_id": reply["message_id"] if reply else None,
+            "message_thread_id": message.get("message_thread_id"),
             "reply_markup": params.get("reply_markup"),
             "time": self.now(),
             "message": dict(message),  # snapshot: editMessageText later changes the stored one
@@ -541,6 +603,7 @@ class EmulatorState:
         chat_type: Literal["group", "supergroup"] = "supergroup",
         first_name: str | None = None,
         username: str | None = None,
+        message_thread_id: int | None = None,
     ) -> JSON:
         """A user writes in a group, optionally mentioning the bot or another user.
 
@@ -550,9 +613,12 @@ class EmulatorState:
         user (how Telegram mentions users without a username). Each mention replaces a
         ``{bot}`` / ``{user}`` placeholder in ``text`` if present, else is prepended.
         ``entities`` (optional) are extra entities in final-text UTF-16 offsets.
+        ``message_thread_id`` posts in that topic of a forum (see ``create_forum_topic``).
         """
         bot = self.bot(token)
         chat = self._group(chat_id, title, chat_type)
+        self._require_in_group(bot, chat)
+        topic = self._topic_fields(bot, chat, message_thread_id)
         user = self._user(user_id, first_name=first_name, username=username)
         inserts: list[tuple[str, str, Entity]] = []
         if mention_bot is not None:
@@ -572,7 +638,7 @@ class EmulatorState:
         text, mention_entities = _place_mentions(text, inserts)
         extra: list[Entity] = [*mention_entities, *(entities or [])]
         message = self._user_message(
-            bot, chat, user, text=text, entities=message_entities_for(text, extra) or None
+            bot, chat, user, **topic, text=text, entities=message_entities_for(text, extra) or None
         )
         return self.push_update(bot, "message", message)
 
@@ -585,11 +651,13 @@ class EmulatorState:
         chat_id: int | None = None,
         user_id: int | None = None,
         with_bot_username: bool | None = None,
+        message_thread_id: int | None = None,
     ) -> JSON:
         """A ``/command [args]`` message with a ``bot_command`` entity.
 
         Private chat by default (``chat_id`` None or the user's id); in groups the
         command is addressed as ``/command@botname`` unless ``with_bot_username=False``.
+        ``message_thread_id`` sends it in a forum topic.
         """
         bot = self.bot(token)
         command = command.lstrip("/")
@@ -604,8 +672,15 @@ class EmulatorState:
         entity = {"type": "bot_command", "offset": 0, "length": utf16_len(cmd_text)}
         if is_group:
             return self.send_group_message(
-                token, text, chat_id=chat_id, user_id=user_id, entities=[entity]
+                token,
+                text,
+                chat_id=chat_id,
+                user_id=user_id,
+                entities=[entity],
+                message_thread_id=message_thread_id,
             )
+        if message_thread_id is not None:
+            raise ValueError("message_thread_id needs a forum group chat_id")
         if chat_id is not None:
             user_id = chat_id
         return self.send_private_message(token, text, user_id=user_id, entities=[entity])
@@ -644,18 +719,25 @@ class EmulatorState:
         if target is None:
             raise LookupError(f"no message {message_id} in chat {chat_id} for bot {bot.id}")
         chat = self.chats[chat_id]
+        self._require_in_group(bot, chat)
         if chat["type"] == "private":
             user = self.users[chat_id]
         else:
             user = self._user(user_id)
-        reply_to = {k: v for k, v in target.items() if k != "reply_to_message"}
+        # A reply stays in the topic of the message it answers.
+        topic = (
+            {"message_thread_id": target["message_thread_id"], "is_topic_message": True}
+            if target.get("is_topic_message")
+            else {}
+        )
         message = self._user_message(
             bot,
             chat,
             user,
+            **topic,
             text=text,
             entities=message_entities_for(text) or None,
-            reply_to_message=reply_to,
+            reply_to_message=without_reply(target),
         )
         return self.push_update(bot, "message", message)
 
@@ -668,6 +750,7 @@ class EmulatorState:
             raise LookupError(f"no message {message_id} in chat {chat_id} for bot {bot.id}")
         if message.get("from", {}).get("id") == bot.id:
             raise ValueError("users cannot edit the bot's messages")
+        self._require_in_group(bot, self.chats[chat_id])
         if "text" not in message:
             raise ValueError("only text messages can be edited with edit_message")
         message["text"] = text
@@ -687,16 +770,25 @@ class EmulatorState:
         chat_id: int | None = None,
         user_id: int | None = None,
         caption: str | None = None,
+        message_thread_id: int | None = None,
     ) -> JSON:
-        """A message with media and no text (photo/sticker/voice/...; optional caption)."""
+        """A message with media and no text (photo/sticker/voice/...; optional caption).
+
+        ``message_thread_id`` posts it in a forum topic.
+        """
         bot = self.bot(token)
+        topic: JSON = {}
         if chat_id is not None and chat_id < 0:
             chat = self._group(chat_id)
+            self._require_in_group(bot, chat)
+            topic = self._topic_fields(bot, chat, message_thread_id)
             user = self._user(user_id)
+        elif message_thread_id is not None:
+            raise ValueError("message_thread_id needs a forum group chat_id")
         else:
             user = self._user(chat_id if chat_id is not None else user_id)
             chat = self.chats[user["id"]]
-        content: JSON = {kind: self.fake_media(kind)}
+        content: JSON = {**topic, kind: self.fake_media(kind)}
         if caption is not None:
             if kind in ("sticker", "video_note", "location"):
                 raise ValueError(f"{kind} messages have no caption")
@@ -783,6 +875,8 @@ class EmulatorState:
         """
         bot = self.bot(token)
         chat = self._group(chat_id)
+        if not (kind == "new_chat_members" and include_bot):
+            self._require_in_group(bot, chat)
         actor = self._user(user_id)
         content: JSON
         if kind == "new_chat_members":
@@ -790,10 +884,15 @@ class EmulatorState:
             member_dicts = [dict(m) for m in members]
             if include_bot:
                 member_dicts.append(bot.user())
+                # Being added back lifts the 403 of a kicked/left bot.
+                before = bot.group_status.get(chat["id"])
+                bot.group_status[chat["id"]] = "member"
                 self.push_update(
                     bot,
                     "my_chat_member",
-                    self._chat_member_update(bot, chat, actor, "left", "member"),
+                    self._chat_member_update(
+                        bot, chat, actor, before if before in OUT_OF_GROUP else "left", "member"
+                    ),
                 )
             content = {"new_chat_members": member_dicts}
         elif kind == "left_chat_member":
@@ -810,9 +909,7 @@ class EmulatorState:
             target = self.find_message(bot, chat["id"], target_id) if target_id else None
             if target is None:
                 raise LookupError("pinned_message needs message_id of a known message in this chat")
-            content = {
-                "pinned_message": {k: v for k, v in target.items() if k != "reply_to_message"}
-            }
+            content = {"pinned_message": without_reply(target)}
         else:
             raise ValueError(f"unsupported service message kind {kind!r}")
         message = self._user_message(bot, chat, actor, **content)
@@ -821,18 +918,12 @@ class EmulatorState:
     def _chat_member_update(
         self, bot: BotState, chat: JSON, actor: JSON, old: str, new: str
     ) -> JSON:
-        def member(status: str) -> JSON:
-            body: JSON = {"status": status, "user": bot.user()}
-            if status == "kicked":
-                body["until_date"] = 0
-            return body
-
         return {
             "chat": dict(chat),
             "from": dict(actor),
             "date": int(self.now()),
-            "old_chat_member": member(old),
-            "new_chat_member": member(new),
+            "old_chat_member": chat_member(bot.user(), old, chat),
+            "new_chat_member": chat_member(bot.user(), new, chat),
         }
 
     @control_op
@@ -851,6 +942,7 @@ class EmulatorState:
         if message is None:
             raise LookupError(f"no bot message to press a button on in chat {chat_id}")
         chat = self.chats[chat_id]
+        self._require_in_group(bot, chat)
         user = self.users[chat_id] if chat["type"] == "private" else self._user(user_id)
         query_id = str(self.rng.randint(10**18, 10**19 - 1))
         bot.callback_ids.add(query_id)
@@ -916,6 +1008,127 @@ class EmulatorState:
                 self._chat_member_update(bot, self.chats[user_id], user, "kicked", "member"),
             )
         return None
+
+    # ------------------------------------------------------------------ groups: membership, topics, migration
+
+    @control_op
+    def remove_bot_from_group(
+        self, token: str, chat_id: int, user_id: int | None = None, kicked: bool = True
+    ) -> JSON | None:
+        """User ``user_id`` removes the bot from a group: a ``my_chat_member`` update
+        (member/administrator -> ``kicked``, or ``left`` with ``kicked=False``); from then
+        on sends to the chat get 403. Returns None if the bot was already out."""
+        bot = self.bot(token)
+        chat = self._group(chat_id)
+        before = bot.group_status.get(chat["id"], "member")
+        if before in OUT_OF_GROUP:
+            return None
+        after = "kicked" if kicked else "left"
+        bot.group_status[chat["id"]] = after
+        actor = self._user(user_id)
+        return self.push_update(
+            bot, "my_chat_member", self._chat_member_update(bot, chat, actor, before, after)
+        )
+
+    @control_op
+    def add_bot_to_group(
+        self,
+        token: str,
+        chat_id: int | None = None,
+        status: Literal["member", "administrator"] = "member",
+        user_id: int | None = None,
+    ) -> JSON | None:
+        """User ``user_id`` adds the bot to a group (or promotes it): ``my_chat_member``
+        (left/kicked -> ``status``), plus the ``new_chat_members`` service message when
+        the bot joins. Lifts the 403 of a removed bot. Returns the my_chat_member update,
+        or None if the status does not change."""
+        if status not in ("member", "administrator"):
+            raise ValueError("status must be 'member' or 'administrator'")
+        bot = self.bot(token)
+        chat = self._group(chat_id)
+        # Groups are implicitly joined for plain injections, but "adding" the bot
+        # describes a join: without a recorded status it starts from "left".
+        before = bot.group_status.get(chat["id"], "left")
+        if before == status:
+            return None
+        bot.group_status[chat["id"]] = status
+        actor = self._user(user_id)
+        update = self.push_update(
+            bot, "my_chat_member", self._chat_member_update(bot, chat, actor, before, status)
+        )
+        if before in OUT_OF_GROUP:
+            message = self._user_message(bot, chat, actor, new_chat_members=[bot.user()])
+            self.push_update(bot, "message", message)
+        return update
+
+    @control_op
+    def create_forum_topic(
+        self,
+        token: str,
+        chat_id: int,
+        name: str,
+        user_id: int | None = None,
+        icon_color: int | None = None,
+    ) -> int:
+        """A user creates a topic in a forum supergroup; returns its ``message_thread_id``.
+
+        Pushes the ``forum_topic_created`` service message, whose message_id is the
+        thread id (as on Telegram). Use the id with ``send_group_message`` & co.
+        """
+        bot = self.bot(token)
+        chat = self._group(chat_id)
+        if not chat.get("is_forum"):
+            raise ValueError(
+                f"chat {chat_id} is not a forum; create it with add_group(..., is_forum=True)"
+            )
+        self._require_in_group(bot, chat)
+        if not 1 <= len(name) <= 128:
+            raise ValueError("a topic name has 1-128 characters")
+        if icon_color is None:
+            icon_color = self.rng.choice(FORUM_ICON_COLORS)
+        elif icon_color not in FORUM_ICON_COLORS:
+            raise ValueError(f"icon_color must be one of {FORUM_ICON_COLORS}")
+        actor = self._user(user_id)
+        # Thread id 1 is the General topic on Telegram: a created topic never gets it.
+        bot.next_message_id[chat["id"]] = max(bot.next_message_id.get(chat["id"], 1), 2)
+        message = self._user_message(
+            bot, chat, actor, forum_topic_created={"name": name, "icon_color": icon_color}
+        )
+        thread_id: int = message["message_id"]
+        message["message_thread_id"] = thread_id
+        message["is_topic_message"] = True
+        bot.forum_topics.setdefault(chat["id"], {})[thread_id] = message
+        self.push_update(bot, "message", message)
+        return thread_id
+
+    @control_op
+    def migrate_group(self, token: str, chat_id: int, user_id: int | None = None) -> int:
+        """A user upgrades basic group ``chat_id`` to a supergroup; returns the new chat id.
+
+        Pushes the two service messages Telegram sends: ``migrate_to_chat_id`` in the old
+        group, then ``migrate_from_chat_id`` in the new supergroup. Afterwards sends to the
+        old id answer 400 "group chat was upgraded to a supergroup chat" with
+        ``parameters.migrate_to_chat_id`` (PTB's ``ChatMigrated``).
+        """
+        bot = self.bot(token)
+        old = self.chats.get(chat_id)
+        if old is None or old["type"] != "group":
+            raise ValueError(f"chat {chat_id} is not a basic group")
+        if chat_id in self.migrated_to:
+            raise ValueError(f"group {chat_id} was already migrated to {self.migrated_to[chat_id]}")
+        self._require_in_group(bot, old)
+        new = self.chats[self.add_group(title=old["title"], chat_type="supergroup")["id"]]
+        self.migrated_to[chat_id] = new["id"]
+        if chat_id in bot.group_status:  # an administrator stays one
+            bot.group_status[new["id"]] = bot.group_status[chat_id]
+        actor = self._user(user_id)
+        self.push_update(
+            bot, "message", self._user_message(bot, old, actor, migrate_to_chat_id=new["id"])
+        )
+        self.push_update(
+            bot, "message", self._user_message(bot, new, actor, migrate_from_chat_id=chat_id)
+        )
+        return int(new["id"])
 
     @control_op
     def jump_update_id(self, token: str, by: int | None = None, to: int | None = None) -> int:
@@ -1139,6 +1352,38 @@ class EmulatorState:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def without_reply(message: JSON) -> JSON:
+    """A message as it appears inside ``reply_to_message``/``pinned_message`` (no nesting)."""
+    return {k: v for k, v in message.items() if k != "reply_to_message"}
+
+
+def chat_member(user: JSON, status: str, chat: JSON) -> JSON:
+    """A ChatMember object with the fields the Bot API sends for ``status``."""
+    body: JSON = {"status": status, "user": dict(user)}
+    if status == "kicked":
+        body["until_date"] = 0  # 0: banned forever
+    elif status == "administrator":
+        # The rights Telegram suggests when a bot is made an administrator.
+        body.update(
+            can_be_edited=False,
+            is_anonymous=False,
+            can_manage_chat=True,
+            can_delete_messages=True,
+            can_manage_video_chats=True,
+            can_restrict_members=True,
+            can_promote_members=False,
+            can_change_info=True,
+            can_invite_users=True,
+            can_post_stories=False,
+            can_edit_stories=False,
+            can_delete_stories=False,
+            can_pin_messages=True,
+        )
+        if chat["type"] == "supergroup":
+            body["can_manage_topics"] = True  # only sent for supergroups
+    return body
 
 
 def bot_id_from_token(token: str | None) -> int | None:

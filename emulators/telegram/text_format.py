@@ -17,11 +17,13 @@ from .html_entities import (
     Entity,
     EntityParseError,
     UserResolver,
+    link_user_id,
     parse_html,
     sort_entities,
     utf16_len,
     utf16_prefix,
 )
+from .links import LinkError, check_link, describe_link_error
 from .markdown_entities import parse_markdown, parse_markdown_v2
 
 MAX_MESSAGE_LENGTH = 4096
@@ -102,7 +104,7 @@ def parse_text(
     ``parse_mode`` (the Bot API ignores parse_mode when entities are given).
     """
     if entities:
-        parsed_text, parsed_entities = text, _clean_explicit_entities(text, entities)
+        parsed_text, parsed_entities = text, _clean_explicit_entities(text, entities, resolve_user)
     else:
         mode = (parse_mode or "").strip().lower()
         if mode == "html":
@@ -123,8 +125,14 @@ def parse_text(
     return parsed_text, parsed_entities
 
 
-def _clean_explicit_entities(text: str, entities: list[Entity]) -> list[Entity]:
-    """Validate caller-supplied entities loosely: known type, in-bounds, positive length."""
+def _clean_explicit_entities(
+    text: str, entities: list[Entity], resolve_user: UserResolver | None = None
+) -> list[Entity]:
+    """Validate caller-supplied entities loosely: known type, in-bounds, positive length.
+
+    ``text_link`` URLs are checked strictly, as TDLib does before anything else: one
+    bad URL fails the whole request, even on an entity that would then be dropped.
+    """
     total = utf16_len(text)
     cleaned: list[Entity] = []
     for raw in entities:
@@ -133,6 +141,7 @@ def _clean_explicit_entities(text: str, entities: list[Entity]) -> list[Entity]:
         etype = raw.get("type")
         if etype not in _ENTITY_TYPES:
             raise MessageTextError(f'can\'t parse entities: unsupported entity type "{etype}"')
+        link_fields = _text_link_fields(raw, resolve_user) if etype == "text_link" else {}
         try:
             offset, length = int(raw["offset"]), int(raw["length"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -141,10 +150,27 @@ def _clean_explicit_entities(text: str, entities: list[Entity]) -> list[Entity]:
             ) from exc
         if offset < 0 or length <= 0 or offset >= total:
             continue  # Telegram silently drops such entities
-        entity = dict(raw)
+        entity = {**raw, **link_fields}
+        if link_fields.get("type") == "text_mention":
+            del entity["url"]  # a tg://user link became a mention of that user
         entity["offset"], entity["length"] = offset, min(length, total - offset)
         cleaned.append(entity)
     return sort_entities(cleaned)
+
+
+def _text_link_fields(raw: Entity, resolve_user: UserResolver | None) -> Entity:
+    """What an explicit ``text_link`` becomes: a checked URL, or a ``text_mention``
+    for ``tg://user?id=`` links (as TDLib converts them)."""
+    url = raw.get("url")
+    if not isinstance(url, str):
+        raise MessageTextError("can't parse MessageEntity: Can't find field \"url\"")
+    user_id = link_user_id(url)
+    if user_id is not None and resolve_user is not None:
+        return {"type": "text_mention", "user": resolve_user(user_id)}
+    try:
+        return {"url": check_link(url)}
+    except LinkError as exc:
+        raise MessageTextError(describe_link_error(url, exc)) from None
 
 
 def trim(text: str, entities: list[Entity]) -> tuple[str, list[Entity]]:

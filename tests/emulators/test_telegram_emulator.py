@@ -26,7 +26,15 @@ import httpx
 import pytest
 import telegram
 from telegram import Bot
-from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Conflict,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+)
 
 from emulators.telegram import EmulatorClient, EmulatorState, TelegramEmulator
 from emulators.telegram.control import ControlAPI
@@ -554,6 +562,64 @@ def test_it_forbids_sending_to_a_user_who_blocked_the_bot(
     assert message.text == "welcome back"
 
 
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("javascript:alert(1)", "Wrong port number specified in the URL"),
+        ("data:text/html;base64,PHNjcmlwdD4=", "Wrong port number specified in the URL"),
+        ("ftp://files.example.org/a", "Unsupported URL protocol"),
+        ("docs/readme.md", "Wrong HTTP URL"),
+        ("/home/ann/notes.txt", "URL host is empty"),
+    ],
+)
+def test_it_rejects_text_links_with_urls_telegram_refuses(
+    telegram_emulator: TelegramEmulator, telegram_bot: dict, url: str, reason: str
+) -> None:
+    token = telegram_bot["token"]
+    chat_id = telegram_emulator.add_user()["id"]
+    link = telegram.MessageEntity("text_link", 0, 5, url=url)
+
+    async def body(bot: Bot) -> BadRequest:
+        with pytest.raises(BadRequest) as caught:
+            await bot.send_message(chat_id, "click here", entities=[link])
+        return caught.value
+
+    error = run_with_bot(telegram_emulator, token, body)
+    raw = httpx.post(
+        f"{telegram_emulator.base_url}{token}/sendMessage",
+        json={"chat_id": chat_id, "text": "click here", "entities": [link.to_dict()]},
+    )
+
+    assert raw.status_code == 400
+    assert raw.json()["description"] == f"Bad Request: entity URL '{url}' is invalid: {reason}"
+    assert reason.lower() in error.message.lower()
+    assert telegram_emulator.sent_messages(token) == []
+
+
+def test_it_normalises_accepted_text_link_urls(
+    telegram_emulator: TelegramEmulator, telegram_bot: dict
+) -> None:
+    token = telegram_bot["token"]
+    chat_id = telegram_emulator.add_user()["id"]
+    friend = telegram_emulator.add_user(first_name="Zoë")
+    entities = [
+        telegram.MessageEntity("text_link", 0, 4, url="HTTPS://Example.COM"),
+        telegram.MessageEntity("text_link", 5, 4, url="example.org/a b"),
+        telegram.MessageEntity("text_link", 10, 3, url=f"tg://user?id={friend['id']}"),
+    ]
+
+    message = run_with_bot(
+        telegram_emulator,
+        token,
+        lambda bot: bot.send_message(chat_id, "site docs Zoë", entities=entities),
+    )
+
+    first, second, third = message.entities
+    assert first.url == "https://example.com/"  # what Telegram echoes back
+    assert second.url == "http://example.org/a%20b"
+    assert third.type == "text_mention" and third.user.id == friend["id"]
+
+
 def test_it_accepts_form_and_json_encoded_parameters(
     telegram_emulator: TelegramEmulator, telegram_bot: dict
 ) -> None:
@@ -810,6 +876,173 @@ def test_it_delivers_button_presses_and_accepts_answers(
     assert update.callback_query.data == "yes"
     assert update.callback_query.message.message_id == sent.message_id
     assert answered is True
+
+
+# --------------------------------------------------------------------------- groups
+
+
+@pytest.mark.parametrize(
+    ("chat_type", "kicked", "description"),
+    [
+        ("supergroup", True, "Forbidden: bot was kicked from the supergroup chat"),
+        ("group", True, "Forbidden: bot was kicked from the group chat"),
+        ("supergroup", False, "Forbidden: bot is not a member of the supergroup chat"),
+        ("group", False, "Forbidden: bot is not a member of the group chat"),
+    ],
+)
+def test_it_forbids_sending_to_a_group_the_bot_was_removed_from(
+    telegram_emulator: TelegramEmulator,
+    telegram_bot: dict,
+    chat_type: str,
+    kicked: bool,
+    description: str,
+) -> None:
+    token = telegram_bot["token"]
+    group = telegram_emulator.add_group(title="Club", chat_type=chat_type)
+    admin = telegram_emulator.add_user(first_name="Admin")
+    notice = telegram_emulator.remove_bot_from_group(token, group["id"], admin["id"], kicked=kicked)
+
+    async def body(bot: Bot) -> tuple[telegram.Update, str, str]:
+        with pytest.raises(Forbidden) as sending:
+            await bot.send_message(group["id"], "anyone here?")
+        with pytest.raises(Forbidden) as typing:
+            await bot.send_chat_action(group["id"], "typing")
+        (update,) = await bot.get_updates()
+        return update, sending.value.message, typing.value.message
+
+    update, send_error, action_error = run_with_bot(telegram_emulator, token, body)
+
+    assert send_error == action_error == description
+    assert notice is not None and update.update_id == notice["update_id"]
+    change = update.my_chat_member
+    assert change.chat.id == group["id"] and change.from_user.id == admin["id"]
+    assert change.old_chat_member.status == "member"
+    assert change.new_chat_member.status == ("kicked" if kicked else "left")
+    assert change.new_chat_member.user.id == telegram_bot["id"]
+    assert telegram_emulator.remove_bot_from_group(token, group["id"]) is None  # already out
+    with pytest.raises(ValueError, match="not in chat"):
+        telegram_emulator.send_group_message(token, "hello?", chat_id=group["id"])
+
+
+def test_it_lets_the_bot_write_again_once_added_back(
+    telegram_emulator: TelegramEmulator, telegram_bot: dict
+) -> None:
+    token = telegram_bot["token"]
+    club = telegram_emulator.add_group(title="Club")
+    team = telegram_emulator.add_group(title="Team", chat_type="group")
+    telegram_emulator.remove_bot_from_group(token, club["id"])
+    telegram_emulator.remove_bot_from_group(token, team["id"], kicked=False)
+    telegram_emulator.add_bot_to_group(token, club["id"], status="administrator")
+    telegram_emulator.send_service_message(token, team["id"], include_bot=True)
+
+    async def body(bot: Bot) -> tuple[tuple[telegram.Update, ...], list[telegram.Message]]:
+        updates = await bot.get_updates()
+        sent = [await bot.send_message(c["id"], "I'm back") for c in (club, team)]
+        return updates, sent
+
+    updates, sent = run_with_bot(telegram_emulator, token, body)
+
+    changes = [u.my_chat_member for u in updates if u.my_chat_member]
+    assert [(c.chat.id, c.old_chat_member.status, c.new_chat_member.status) for c in changes] == [
+        (club["id"], "member", "kicked"),
+        (team["id"], "member", "left"),
+        (club["id"], "kicked", "administrator"),
+        (team["id"], "left", "member"),
+    ]
+    promoted = changes[2].new_chat_member
+    assert isinstance(promoted, telegram.ChatMemberAdministrator)
+    assert promoted.can_manage_chat and promoted.can_delete_messages
+    joins = [u.message for u in updates if u.message and u.message.new_chat_members]
+    assert [m.chat.id for m in joins] == [club["id"], team["id"]]
+    assert all(m.new_chat_members[-1].id == telegram_bot["id"] for m in joins)
+    assert [m.text for m in sent] == ["I'm back", "I'm back"]
+
+
+def test_it_keeps_forum_topic_messages_in_their_thread(
+    telegram_emulator: TelegramEmulator, telegram_bot: dict
+) -> None:
+    token = telegram_bot["token"]
+    forum = telegram_emulator.add_group(title="Support", is_forum=True)
+    thread_id = telegram_emulator.create_forum_topic(token, forum["id"], "Billing")
+    telegram_emulator.send_group_message(
+        token, "my invoice is wrong", chat_id=forum["id"], message_thread_id=thread_id
+    )
+    telegram_emulator.send_group_message(token, "hi all", chat_id=forum["id"])  # General
+    telegram_emulator.send_command(token, "help", chat_id=forum["id"], message_thread_id=thread_id)
+
+    async def body(bot: Bot) -> tuple[tuple[telegram.Update, ...], telegram.Message, Any]:
+        updates = await bot.get_updates()
+        answer = await bot.send_message(forum["id"], "Looking into it", message_thread_id=thread_id)
+        with pytest.raises(BadRequest, match="Message thread not found"):
+            await bot.send_message(forum["id"], "lost", message_thread_id=thread_id + 1000)
+        await telegram_emulator.acall(
+            "reply_to_bot", token=token, chat_id=forum["id"], text="thanks"
+        )
+        return updates, answer, await bot.get_updates(offset=updates[-1].update_id + 1)
+
+    (created, question, general, command), answer, (reply,) = run_with_bot(
+        telegram_emulator, token, body
+    )
+
+    assert created.message.chat.is_forum is True and forum["is_forum"] is True
+    assert created.message.forum_topic_created.name == "Billing"
+    assert created.message.message_id == created.message.message_thread_id == thread_id
+    assert thread_id != 1  # 1 is the General topic
+    for message in (question.message, command.message, answer, reply.message):
+        assert message.message_thread_id == thread_id and message.is_topic_message is True
+    # Telegram shows a topic's messages as replies to the topic's creation.
+    assert question.message.reply_to_message.forum_topic_created.name == "Billing"
+    assert answer.reply_to_message.message_id == thread_id
+    assert reply.message.reply_to_message.message_id == answer.message_id
+    assert general.message.message_thread_id is None and not general.message.is_topic_message
+    assert command.message.text == f"/help@{telegram_bot['username']}"
+    records = telegram_emulator.sent_messages(token, chat_id=forum["id"])
+    assert [(r["text"], r["message_thread_id"]) for r in records] == [
+        ("Looking into it", thread_id)
+    ]
+    with pytest.raises(LookupError, match="create_forum_topic"):
+        telegram_emulator.send_group_message(
+            token, "?", chat_id=forum["id"], message_thread_id=thread_id + 1000
+        )
+
+
+def test_it_migrates_a_group_to_a_supergroup(
+    telegram_emulator: TelegramEmulator, telegram_bot: dict
+) -> None:
+    token = telegram_bot["token"]
+    group = telegram_emulator.add_group(title="Family", chat_type="group")
+    new_id = telegram_emulator.migrate_group(token, group["id"])
+    telegram_emulator.send_group_message(token, "we moved", chat_id=new_id)
+
+    async def body(bot: Bot) -> tuple[tuple[telegram.Update, ...], ChatMigrated, telegram.Message]:
+        updates = await bot.get_updates()
+        with pytest.raises(ChatMigrated) as caught:
+            await bot.send_message(group["id"], "hello?")
+        return updates, caught.value, await bot.send_message(new_id, "hello!")
+
+    (to_msg, from_msg, moved), error, sent = run_with_bot(telegram_emulator, token, body)
+    raw = httpx.post(
+        f"{telegram_emulator.base_url}{token}/sendMessage",
+        json={"chat_id": group["id"], "text": "hello?"},
+    )
+
+    assert str(new_id).startswith("-100") and new_id != group["id"]
+    assert to_msg.message.chat.id == group["id"] and to_msg.message.chat.type == "group"
+    assert to_msg.message.migrate_to_chat_id == new_id
+    assert from_msg.message.chat.id == new_id and from_msg.message.chat.type == "supergroup"
+    assert from_msg.message.migrate_from_chat_id == group["id"]
+    assert from_msg.message.chat.title == "Family"
+    assert moved.message.chat.id == new_id and moved.message.text == "we moved"
+    assert error.new_chat_id == new_id
+    assert raw.status_code == 400 and raw.json() == {
+        "ok": False,
+        "error_code": 400,
+        "description": "Bad Request: group chat was upgraded to a supergroup chat",
+        "parameters": {"migrate_to_chat_id": new_id},
+    }
+    assert sent.chat.id == new_id and sent.chat.type == "supergroup"
+    with pytest.raises(ValueError, match="migrated to supergroup"):
+        telegram_emulator.send_group_message(token, "old chat", chat_id=group["id"])
 
 
 # --------------------------------------------------------------------------- out of process
