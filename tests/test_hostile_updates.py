@@ -104,14 +104,15 @@ def test_an_update_without_chat_or_date_leaves_a_placeholder(telegram_api, emula
     assert bot.update_offset == after["update_id"] + 1
 
 
-def test_an_update_id_of_zero_is_passed_over_not_polled_in_a_loop(telegram_api, emulated_bot, bot_task) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("update_id", [0, "12abc"])
+def test_an_update_id_that_is_not_positive_is_passed_over_not_polled_in_a_loop(update_id, telegram_api, emulated_bot, bot_task) -> None:  # type: ignore[no-untyped-def]
     bot, info = emulated_bot
     zero = {
         "message_id": 1, "date": int(time.time()), "text": "zero",
         "chat": {"id": 4242, "type": "private", "first_name": "Zed"},
         "from": {"id": 4242, "is_bot": False, "first_name": "Zed"},
     }
-    telegram_api.redeliver_update(info["token"], {"update_id": 0, "message": zero})  # alone
+    telegram_api.redeliver_update(info["token"], {"update_id": update_id, "message": zero})  # alone
 
     launched(bot_task)
     wait_until(lambda: SkippedUpdate.objects.filter(bot=bot).exists())
