@@ -1,11 +1,16 @@
+from datetime import datetime
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from credentials.fields import EncryptedSecretField, HttpsURLField
 
-TELEGRAM_MAX_MESSAGE_LENGTH = 4096
+# Three Telegram messages: a long AI answer arrives whole, in parts, instead of cut at one.
+DEFAULT_MAX_RESPONSE_LENGTH = 12_000
 
 
 class Bot(models.Model):
@@ -61,8 +66,11 @@ class BotTask(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending"
+        # Started before its "start at" time: the supervisor starts it when that comes.
+        SCHEDULED = "scheduled"
         RUNNING = "running"
         STOPPED = "stopped"
+        # Ended by the supervisor when its "run until" time passed.
         COMPLETED = "completed"
         FAILED = "failed"
 
@@ -79,10 +87,19 @@ class BotTask(models.Model):
         default=True, help_text="In groups, answer replies to the bot's messages."
     )
     max_response_length = models.PositiveIntegerField(
-        default=TELEGRAM_MAX_MESSAGE_LENGTH,
+        default=DEFAULT_MAX_RESPONSE_LENGTH,
         validators=[MinValueValidator(1), MaxValueValidator(100_000)],
-        help_text="Longer replies are cut here; above 4096 characters they are split "
-        "into several Telegram messages.",
+        help_text="Longer replies are cut here (with “…”). Telegram takes 4096 characters "
+        "a message: a longer reply is sent as several messages, in order.",
+    )
+    start_at = models.DateTimeField(
+        "start at", null=True, blank=True,
+        help_text="Optional. Pressing Start before this time schedules the task (status "
+        "“scheduled”); it starts by itself at this time.",
+    )
+    run_until = models.DateTimeField(
+        "run until", null=True, blank=True,
+        help_text="Optional. At this time the task stops by itself (status “completed”).",
     )
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
@@ -124,3 +141,24 @@ class BotTask(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} [{self.status}]"
+
+    def clean(self) -> None:
+        if self.start_at and self.run_until and self.run_until <= self.start_at:
+            raise ValidationError({"run_until": "“Run until” must be later than “start at”."})
+
+    def run_window(self) -> str:
+        """The task's run window in words, for the dashboard and bot_status: when a
+        scheduled task starts, until when a running one runs, when a completed one ended."""
+        if self.status == self.Status.SCHEDULED:
+            starts = f"starts {time_label(self.start_at)}" if self.start_at else "starts now"
+            return starts + (f", runs until {time_label(self.run_until)}" if self.run_until else "")
+        if self.status == self.Status.RUNNING and self.run_until:
+            return f"runs until {time_label(self.run_until)}"
+        if self.status == self.Status.COMPLETED and self.stopped_at:
+            return f"completed {time_label(self.stopped_at)}"
+        return ""
+
+
+def time_label(moment: datetime) -> str:
+    """A time as operators read it: in the site's time zone, to the minute."""
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")

@@ -15,27 +15,71 @@ from django.db.models import F
 from django.utils import timezone
 
 from bots import telegram
-from bots.models import Bot, BotTask
+from bots.models import Bot, BotTask, time_label
 from credentials.encryption import DecryptionError
 
 log = logging.getLogger(__name__)
+
+
+# What Stop ends: a running task, or one waiting to start (pending, scheduled).
+STOPPABLE = [BotTask.Status.RUNNING, BotTask.Status.PENDING, BotTask.Status.SCHEDULED]
 
 
 class TaskError(Exception):
     """Why an operation on a task cannot be done, in words for the operator."""
 
 
+class TelegramUnavailable(TaskError):
+    """Telegram could not be asked (network, 5xx): trying again later may work."""
+
+
 def task_start(*, task: BotTask) -> BotTask:
+    """Start the task now, or, before its "start at" time, schedule it: it waits as
+    `scheduled` and the supervisor starts it when the time comes (task_start_due)."""
     task.refresh_from_db()
     if task.status == BotTask.Status.RUNNING:
         raise TaskError(f"Task #{task.pk} “{task.name}” is already running.")
+    now = timezone.now()
+    if task.run_until and task.run_until <= now:
+        raise TaskError(
+            f"Cannot start task #{task.pk}: its “run until” time ({time_label(task.run_until)}) "
+            "has passed. Set a later one or clear it."
+        )
+    if task.start_at and task.start_at > now:
+        return _schedule(task)
+    return _start(task, only_if=None)
+
+
+def task_start_due(*, task: BotTask) -> BotTask:
+    """The supervisor's start of a scheduled task whose time came. Starts it only while it
+    is still scheduled: Stop pressed meanwhile wins."""
+    return _start(task, only_if=BotTask.Status.SCHEDULED)
+
+
+def _schedule(task: BotTask) -> BotTask:
+    # No network call: the token is checked (getMe) when the task really starts.
+    scheduled = BotTask.objects.filter(pk=task.pk).exclude(status=BotTask.Status.RUNNING).update(
+        status=BotTask.Status.SCHEDULED, poll_token="", poll_owner="", poll_claimed_at=None,
+        lease_expires_at=None, last_error="", consecutive_failures=0, updated_at=timezone.now(),
+    )
+    task.refresh_from_db()
+    if not scheduled:
+        raise TaskError(f"Task #{task.pk} “{task.name}” is already running.")
+    log.info("task %s scheduled to start at %s", task.pk, task.start_at)
+    return task
+
+
+def _start(task: BotTask, *, only_if: str | None) -> BotTask:
     _ensure_no_other_running(task)
     _bot_identify(task)
     token = uuid.uuid4().hex
     now = timezone.now()
+    rows = BotTask.objects.filter(pk=task.pk).exclude(status=BotTask.Status.RUNNING)
+    if only_if is not None:
+        rows = rows.filter(status=only_if)
     try:
         with transaction.atomic():
-            started = BotTask.objects.filter(pk=task.pk).exclude(status=BotTask.Status.RUNNING).update(
+            started = rows.update(
                 status=BotTask.Status.RUNNING, poll_token=token, poll_owner="", poll_claimed_at=None,
                 # As long as a renewed lease: a poll_cycle queued behind a thousand
                 # Start presses is not revived before it ran.
@@ -44,7 +88,10 @@ def task_start(*, task: BotTask) -> BotTask:
                 updated_at=now,
             )
             if not started:
-                raise TaskError(f"Task #{task.pk} “{task.name}” is already running.")
+                task.refresh_from_db()
+                if task.status == BotTask.Status.RUNNING:
+                    raise TaskError(f"Task #{task.pk} “{task.name}” is already running.")
+                raise TaskError(f"Task #{task.pk} “{task.name}” was not started (it is {task.status}).")
             transaction.on_commit(lambda: cycle_enqueue(task_id=task.pk, token=token))
     except IntegrityError:
         _ensure_no_other_running(task)  # lost a race with another start: say which
@@ -79,26 +126,31 @@ def _bot_identify(task: BotTask) -> None:
         task_fail(task_id=task.pk, error=str(failure))
         raise TaskError(f"Cannot start task #{task.pk}: {failure}") from None
     except telegram.TelegramFailure as failure:
-        raise TaskError(f"Cannot start task #{task.pk}: {failure}") from None
+        raise TelegramUnavailable(f"Cannot start task #{task.pk}: {failure}") from None
     Bot.objects.filter(pk=bot.pk).update(
         telegram_id=me.id, username=me.username or "", first_name=me.first_name or ""
     )
 
 
-def task_stop(*, task: BotTask) -> BotTask:
+def task_stop(*, task: BotTask, completed: bool = False) -> BotTask:
     """Takes effect within POLL_LEASE_RENEW_INTERVAL: the poller's process finds the lease
-    gone at its next renewal and ends the poller, long poll in flight included."""
+    gone at its next renewal and ends the poller, long poll in flight included. A
+    scheduled task is cancelled (it will not start). `completed`: the supervisor ending a
+    task whose "run until" time passed; the status says so."""
     now = timezone.now()
-    stopped = BotTask.objects.filter(
-        pk=task.pk, status__in=[BotTask.Status.RUNNING, BotTask.Status.PENDING]
-    ).update(
-        status=BotTask.Status.STOPPED, poll_token="", poll_owner="", poll_claimed_at=None,
+    rows = BotTask.objects.filter(pk=task.pk, status__in=STOPPABLE)
+    if completed:
+        # Only while the time is still past: an operator may have moved it meanwhile.
+        rows = rows.filter(run_until__lte=now)
+    stopped = rows.update(
+        status=BotTask.Status.COMPLETED if completed else BotTask.Status.STOPPED,
+        poll_token="", poll_owner="", poll_claimed_at=None,
         lease_expires_at=None, stopped_at=now, updated_at=now,
     )
     task.refresh_from_db()
     if not stopped:
         raise TaskError(f"Task #{task.pk} “{task.name}” is not running (it is {task.status}).")
-    log.info("task %s stopped", task.pk)
+    log.info("task %s %s", task.pk, "completed (its run-until time passed)" if completed else "stopped")
     return task
 
 
@@ -108,12 +160,15 @@ def task_restart(*, task: BotTask) -> BotTask:
     return task_start(task=task)
 
 
-def task_fail(*, task_id: int, error: str, token: str | None = None) -> bool:
-    """Mark failed (only while `token` still holds the lease, when given)."""
+def task_fail(*, task_id: int, error: str, token: str | None = None, only_if: str | None = None) -> bool:
+    """Mark failed (only while `token` still holds the lease, when given; only while
+    the task has status `only_if`, when given)."""
     now = timezone.now()
     rows = BotTask.objects.filter(pk=task_id)
     if token is not None:
         rows = rows.filter(poll_token=token)
+    if only_if is not None:
+        rows = rows.filter(status=only_if)
     failed = rows.update(
         status=BotTask.Status.FAILED, poll_token="", poll_owner="", poll_claimed_at=None,
         lease_expires_at=None,

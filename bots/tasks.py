@@ -13,6 +13,7 @@ def poll_cycle(task_id: int, token: str) -> None:
 
 @shared_task(name="bots.tasks.supervise")
 def supervise() -> None:
+    supervisor.run_windows_apply()
     supervisor.pollers_revive()
 
 

@@ -171,7 +171,7 @@ class ScheduledMessageAdmin(admin.ModelAdmin):
         )
         return format_html(
             "{}<ul>{}</ul>{}", f"{described}." if described else "",
-            lines or format_html("<li>none to come</li>"),
+            lines or format_html("<li>{}</li>", "none to come"),
             "" if obj.enabled else "Disabled: none of these is sent until it is enabled.",
         )
 

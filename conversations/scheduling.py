@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from celery.schedules import crontab
+from celery.schedules import crontab, crontab_parser
 from cron_descriptor import (
     FormatException,
     MissingFieldException,
@@ -69,7 +69,29 @@ def cron_fields(expression: str) -> dict[str, str]:
             detail = "; ".join(error.messages) if isinstance(error, ValidationError) else str(error)
             raise ValidationError(f"Bad {label} field “{value}”: {detail}") from None
         fields[keyword] = value
+    _date_possible(fields)
     return fields
+
+
+MONTH_NAMES = (
+    "January", "February", "March", "April", "May", "June", "July", "August", "September",
+    "October", "November", "December",
+)
+
+
+def _date_possible(fields: dict[str, str]) -> None:
+    """Each field can be valid alone and the date still never come: “0 0 31 2 *” (the
+    31st of February). Celery refuses such a crontab, and beat would fail on it."""
+    try:
+        crontab(**fields)
+    except ValueError:
+        months = sorted(crontab_parser(12, 1).parse(fields["month_of_year"]))
+        names = [MONTH_NAMES[month - 1] for month in months]
+        in_months = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+        raise ValidationError(
+            f"Bad day of month field “{fields['day_of_month']}”: no such day in {in_months}, "
+            "so this schedule would never send."
+        ) from None
 
 
 def cron_validate(*, expression: str) -> None:

@@ -67,9 +67,13 @@ def _cards(
     summary: selectors.FleetSummary, queues: dict[str, int] | None, workers: list[str] | None
 ) -> list[dict[str, str]]:
     running = summary.tasks_by_status[BotTask.Status.RUNNING]
+    scheduled = summary.tasks_by_status[BotTask.Status.SCHEDULED]
     failed = summary.tasks_by_status[BotTask.Status.FAILED]
     return [
-        _card("running", "Tasks running", str(running), f"of {summary.tasks_total}"),
+        _card(
+            "running", "Tasks running", str(running),
+            f"of {summary.tasks_total}" + (f" · {scheduled} scheduled to start" if scheduled else ""),
+        ),
         _card("failed", "Tasks failed", str(failed), "", alert=failed > 0),
         _card("messages", "Messages today", str(summary.messages_today), "received"),
         _card("replies", "Replies today", str(summary.replies_today), "sent"),
@@ -120,6 +124,8 @@ def task_row(task: BotTask, *, now: datetime, can_act: bool) -> dict[str, Any]:
         "id": task.pk,
         "name": task.name,
         "status": task.status,
+        # When a scheduled task starts, until when a running one runs, when one completed.
+        "window": task.run_window(),
         "bot": task.bot.name,
         "bot_username": task.bot.username,
         "detail_url": reverse("dashboard:task", args=[task.pk]),
@@ -140,7 +146,10 @@ def task_row(task: BotTask, *, now: datetime, can_act: bool) -> dict[str, Any]:
 
 
 def _actions(task: BotTask) -> list[dict[str, str]]:
-    names = ["stop", "restart"] if task.status == BotTask.Status.RUNNING else ["start"]
+    names = {
+        BotTask.Status.RUNNING.value: ["stop", "restart"],
+        BotTask.Status.SCHEDULED.value: ["stop"],  # cancels the start
+    }.get(task.status, ["start"])
     return [
         {"name": name, "label": ACTION_LABELS[name],
          "url": reverse("dashboard:task-action", args=[task.pk, name])}

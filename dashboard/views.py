@@ -106,7 +106,11 @@ def task_action(request: HttpRequest, task_id: int, action: str) -> HttpResponse
         task = service(task=task)
     except TaskError as error:
         return _action_answer(request, False, str(error), status=409)
-    return _action_answer(request, True, f"{verb} task #{task.pk} “{task.name}”.", status=200)
+    if task.status == BotTask.Status.SCHEDULED:
+        text = f"Scheduled task #{task.pk} “{task.name}”: {task.run_window()}."
+    else:
+        text = f"{verb} task #{task.pk} “{task.name}”."
+    return _action_answer(request, True, text, status=200)
 
 
 def _action_answer(request: HttpRequest, ok: bool, text: str, *, status: int) -> HttpResponse:

@@ -13,7 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from bots.models import Bot, BotTask
+from bots import supervisor
+from bots.models import Bot, BotTask, time_label
+from bots.services import task_start
 from conversations.models import Chat, Message, TelegramUser
 from dashboard import health
 from tests.factories import make_bot, make_credential, make_task, make_token
@@ -252,6 +254,59 @@ def test_it_never_shows_the_bot_token_or_the_api_key(admin_client) -> None:  # t
         body = page.content.decode()
         assert page.status_code == 200
         assert token not in body and token.split(":")[1] not in body and key not in body
+
+
+def task_row_html(html: str, task: BotTask) -> str:
+    return re.search(rf'<tr data-task-id="{task.pk}">(.*?)</tr>', html, re.S).group(1)  # type: ignore[union-attr]
+
+
+def test_it_shows_when_a_scheduled_task_will_start(admin_client) -> None:  # type: ignore[no-untyped-def]
+    start = timezone.now() + timedelta(hours=3)
+    task = task_start(task=make_task(name="Night shift", start_at=start))  # pressed Start early
+
+    row = task_row_html(admin_client.get(DASHBOARD).content.decode(), task)
+    data = admin_client.get(DATA).json()
+
+    assert 'class="badge badge-scheduled"' in row and f"starts {time_label(start)}" in row
+    assert ">Stop<" in row and ">Start<" not in row  # Stop cancels the start
+    [shown] = data["tasks"]
+    assert (shown["status"], shown["window"]) == ("scheduled", f"starts {time_label(start)}")
+    assert {tab["value"]: tab["count"] for tab in data["statuses"]}["scheduled"] == 1
+    assert "1 scheduled to start" in {card["key"]: card["hint"] for card in data["cards"]}["running"]
+
+
+def test_start_pressed_before_the_start_time_says_when_the_task_will_start(admin_client) -> None:  # type: ignore[no-untyped-def]
+    start = timezone.now() + timedelta(hours=3)
+    task = make_task(name="Night shift", start_at=start)
+
+    response = admin_client.post(
+        reverse("dashboard:task-action", args=[task.pk, "start"]), HTTP_ACCEPT="application/json"
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "ok": True, "message": f"Scheduled task #{task.pk} “Night shift”: starts {time_label(start)}.",
+    }
+    assert BotTask.objects.get(pk=task.pk).status == BotTask.Status.SCHEDULED
+
+
+def test_it_shows_a_completed_task_and_when_it_ended(admin_client) -> None:  # type: ignore[no-untyped-def]
+    until = timezone.now() + timedelta(hours=1)
+    task = running(make_task(name="Campaign", run_until=until))
+    before = task_row_html(admin_client.get(DASHBOARD).content.decode(), task)
+    BotTask.objects.filter(pk=task.pk).update(run_until=timezone.now() - timedelta(seconds=1))
+
+    supervisor.run_windows_apply()  # what beat runs: the run-until time passed
+
+    task.refresh_from_db()
+    row = task_row_html(admin_client.get(DASHBOARD).content.decode(), task)
+    data = admin_client.get(DATA).json()
+    page = admin_client.get(reverse("dashboard:task", args=[task.pk])).content.decode()
+    assert f"runs until {time_label(until)}" in before
+    assert 'class="badge badge-completed"' in row and f"completed {time_label(task.stopped_at)}" in row  # type: ignore[arg-type]
+    assert ">Start<" in row and ">Stop<" not in row
+    assert {tab["value"]: tab["count"] for tab in data["statuses"]}["completed"] == 1
+    assert 'id="task-status">completed<' in page and f"completed {time_label(task.stopped_at)}" in page  # type: ignore[arg-type]
 
 
 # --- the buttons ----------------------------------------------------------------------

@@ -167,6 +167,35 @@ def test_it_previews_the_next_runs_in_the_chosen_time_zone(admin_client) -> None
         assert f"{run:%a %Y-%m-%d} 09:30" in html
 
 
+@pytest.mark.parametrize(("expression", "day"), [("0 0 31 2 *", "31"), ("0 0 30 2 *", "30")])
+def test_the_admin_refuses_a_cron_date_that_never_comes_naming_the_field(admin_client, expression: str, day: str) -> None:  # type: ignore[no-untyped-def]
+    response = admin_client.post(reverse("admin:conversations_scheduledmessage_add"), {
+        "name": "Leap day", "bot": make_bot().pk, "content": "text", "text": "x", "audience": "all",
+        "kind": "cron", "cron": expression, "timezone": "UTC",
+    })
+
+    assert response.status_code == 200  # the form again, with the error on the cron field
+    message = f"Bad day of month field “{day}”: no such day in February, so this schedule would never send."
+    assert response.context["adminform"].form.errors["cron"] == [message]
+    assert message in response.content.decode()
+    assert not ScheduledMessage.objects.exists() and our_tasks() == []
+
+
+def test_it_shows_never_for_a_saved_schedule_whose_next_run_cannot_be_computed(admin_client) -> None:  # type: ignore[no-untyped-def]
+    # As a row saved before such dates were refused: straight into the database.
+    broken = ScheduledMessage.objects.create(
+        bot=make_bot(), name="Thirty-first of February", text="x", kind="cron", cron="0 0 31 2 *"
+    )
+
+    changelist = admin_client.get(reverse("admin:conversations_scheduledmessage_changelist"))
+    change = admin_client.get(reverse("admin:conversations_scheduledmessage_change", args=[broken.pk]))
+
+    assert (changelist.status_code, change.status_code) == (200, 200)
+    html = changelist.content.decode()
+    assert "Thirty-first of February" in html and '<td class="field-next_run">never</td>' in html
+    assert "none to come" in change.content.decode()
+
+
 # --- beat's DatabaseScheduler fires them ------------------------------------------------
 
 

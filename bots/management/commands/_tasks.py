@@ -24,6 +24,9 @@ def task_line(task: BotTask) -> str:
         f"in={task.messages_processed} out={task.replies_sent} errors={task.error_count} "
         f"heartbeat={heartbeat}"
     )
+    window = task.run_window()
+    if window:
+        line += f"\n       {window}"
     if task.last_error:
         line += f"\n       last error: {task.last_error[:200]}"
     return line

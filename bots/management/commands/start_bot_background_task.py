@@ -25,4 +25,5 @@ class Command(BaseCommand):
             task = task_start(task=task_get(task_id))
         except TaskError as error:
             raise CommandError(str(error)) from None
-        self.stdout.write(self.style.SUCCESS(f"Started: {task_line(task)}"))
+        verb = "Scheduled" if task.status == BotTask.Status.SCHEDULED else "Started"
+        self.stdout.write(self.style.SUCCESS(f"{verb}: {task_line(task)}"))

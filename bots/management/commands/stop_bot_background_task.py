@@ -8,15 +8,22 @@ from bots.services import TaskError, task_stop
 
 
 class Command(BaseCommand):
-    help = "Stop a bot task, or --all running tasks. Takes effect within one poll cycle."
+    help = (
+        "Stop a bot task, or --all running and scheduled tasks (a scheduled one will not "
+        "start). Takes effect within one poll cycle."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("task_id", nargs="?", type=int, help="the BotTask id")
-        parser.add_argument("--all", action="store_true", help="stop every running task")
+        parser.add_argument(
+            "--all", action="store_true", help="stop every running task and cancel every scheduled one"
+        )
 
     def handle(self, *args: Any, task_id: int | None, all: bool, **options: Any) -> None:
         if all:
-            running = BotTask.objects.filter(status=BotTask.Status.RUNNING).select_related("bot")
+            running = BotTask.objects.filter(
+                status__in=[BotTask.Status.RUNNING, BotTask.Status.SCHEDULED]
+            ).select_related("bot")
             for task in running:
                 self.stdout.write(f"Stopped: {task_line(task_stop(task=task))}")
             self.stdout.write(self.style.SUCCESS(f"Stopped {len(running)} task(s)."))

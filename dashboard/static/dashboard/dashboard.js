@@ -45,8 +45,14 @@
     if (task.last_error) {
       errorCell.append(task.last_error + " ", el("span", { className: "quiet", textContent: "(" + task.last_error_ago + ")" }));
     }
+    const statusCell = el("td", {}, [badge]);
+    if (task.window) {
+      const note = el("div", { className: "quiet window", textContent: task.window });
+      note.dataset.role = "window";
+      statusCell.append(note);
+    }
     tr.append(
-      el("td", {}, [badge]),
+      statusCell,
       el("td", {}, [el("a", { href: task.detail_url, textContent: task.name })]),
       el("td", { textContent: task.bot_username ? "@" + task.bot_username : task.bot }),
       el("td", {
