@@ -26,30 +26,43 @@ def _instructions(message: Message, persona: Persona) -> str:
     bot = message.bot
     identity = f"You are the Telegram bot {bot.first_name or bot.name}"
     identity += f" (@{bot.username})." if bot.username else "."
-    where = (
-        f" You are in the group chat \"{message.chat.title}\"; each user message starts with "
-        "the sender's name." if message.chat.is_group else " You are in a private chat."
-    )
+    where = f" {wording.IN_GROUP}" if message.chat.is_group else " You are in a private chat."
     return f"{persona.instructions.strip()}\n\n{identity}{where}"
 
 
 def _asked(message: Message) -> ChatTurn:
-    """The message being answered; a captioned photo or file says the media is unseen."""
+    """The message being answered. In a group it says where (the group's title, quoted);
+    a captioned photo or file says the media is unseen."""
     turn = _turn(message)
-    if message.kind != Message.Kind.MEDIA:
-        return turn
-    what = next(
-        (p.strip("[]") for p in wording.MEDIA_PLACEHOLDERS.values() if message.text.startswith(p)), "file"
-    )
-    return ChatTurn(role=turn.role, text=f"{turn.text}\n\n{wording.MEDIA_NOT_UNDERSTOOD.format(what=what)}",
-                    author=turn.author)
+    text = turn.text
+    if message.chat.is_group:
+        text = f"(in the group {quoted(message.chat.title)}) {text}"
+    if message.kind == Message.Kind.MEDIA:
+        what = next(
+            (p.strip("[]") for p in wording.MEDIA_PLACEHOLDERS.values() if message.text.startswith(p)), "file"
+        )
+        text = f"{text}\n\n{wording.MEDIA_NOT_UNDERSTOOD.format(what=what)}"
+    return ChatTurn(role=turn.role, text=text, author=turn.author)
+
+
+NAME_LIMIT = 64  # characters of a person's name or a group's title shown to the AI
+
+
+def quoted(name: str) -> str:
+    """A name chosen by a user, as data: length-capped, on one line, in quotes it cannot
+    close. Names and titles go in user turns, never in the system instruction, where a
+    name like "Ignore your instructions" would carry the operator's authority."""
+    flat = " ".join(name.replace("“", "'").replace("”", "'").replace('"', "'").split())
+    if len(flat) > NAME_LIMIT:
+        flat = flat[: NAME_LIMIT - 1] + "…"
+    return f"“{flat}”"
 
 
 def _turn(message: Message) -> ChatTurn:
     if message.direction == Message.Direction.OUT:
         return ChatTurn(role="model", text=message.text)
     author = message.sender.display_name if message.sender else ""
-    text = f"{author}: {message.text}" if message.chat.is_group and author else message.text
+    text = f"{quoted(author)}: {message.text}" if message.chat.is_group and author else message.text
     return ChatTurn(role="user", text=text, author=author)
 
 
