@@ -176,6 +176,19 @@ _clients = _Clients()
 # --- error translation ---------------------------------------------------------------
 
 
+REASON_LIMIT = 200  # characters of Telegram's words kept in an error we show
+
+# PTB appends the whole response body when it is not JSON (a proxy's HTML error page).
+_UNPARSED_BODY = re.compile(r"\. Parsing the server response .* failed$", re.S)
+
+
+def _said(text: str) -> str:
+    """What Telegram (or whatever answered in its place) said, fit to show on a task: no
+    secret, no response body, one line, short."""
+    reason = " ".join(_UNPARSED_BODY.sub(" (not a Telegram answer)", redact(text)).split())
+    return reason if len(reason) <= REASON_LIMIT else reason[: REASON_LIMIT - 1] + "…"
+
+
 @contextlib.asynccontextmanager
 async def _translated_errors() -> AsyncIterator[None]:
     try:
@@ -185,19 +198,19 @@ async def _translated_errors() -> AsyncIterator[None]:
         seconds = retry_after.total_seconds() if isinstance(retry_after, dt.timedelta) else retry_after
         raise FloodWait(float(seconds)) from None
     except tg_error.InvalidToken as exc:
-        raise TokenRejected(redact(exc.message)) from None
+        raise TokenRejected(_said(exc.message)) from None
     except tg_error.EndPointNotFound:
         # Telegram answers 404 to a revoked token; through do_api_request (getUpdates)
         # PTB reports that as "endpoint not found", and getUpdates surely exists.
         raise TokenRejected() from None
     except tg_error.Conflict as exc:
-        raise PollingConflict(redact(exc.message)) from None
+        raise PollingConflict(_said(exc.message)) from None
     except tg_error.Forbidden as exc:
-        raise ChatUnavailable(f"Telegram refused: {redact(exc.message)}") from None
+        raise ChatUnavailable(f"Telegram refused: {_said(exc.message)}") from None
     except tg_error.ChatMigrated as exc:
         raise ChatMoved(int(exc.new_chat_id)) from None
     except tg_error.BadRequest as exc:
-        message = redact(exc.message)
+        message = _said(exc.message)
         lowered = message.lower()
         if any(sign in lowered for sign in _FORMATTING_REFUSALS):
             raise EntitiesRejected(f"Telegram refused the formatting: {message}") from None
@@ -205,9 +218,9 @@ async def _translated_errors() -> AsyncIterator[None]:
             raise ChatUnavailable(f"Telegram refused: {message}") from None
         raise RequestRejected(f"Telegram rejected the request: {message}") from None
     except (tg_error.NetworkError, tg_error.TimedOut) as exc:
-        raise TransientFailure(f"Telegram unreachable or failing: {redact(str(exc))}") from None
+        raise TransientFailure(f"Telegram unreachable or failing: {_said(str(exc))}") from None
     except tg_error.TelegramError as exc:
-        raise RequestRejected(f"Telegram error: {redact(str(exc))}") from None
+        raise RequestRejected(f"Telegram error: {_said(str(exc))}") from None
 
 
 # Telegram's 400s about formatting (entities, their links and mentions): the same text

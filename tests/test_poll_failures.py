@@ -88,3 +88,15 @@ def test_it_renews_the_lease_while_idle_without_moving_the_offset(telegram_api, 
     assert renewed.poll_token == task.poll_token  # the same lease, no hand-over per poll
     bot.refresh_from_db()
     assert bot.update_offset == 0
+
+
+def test_a_proxy_error_page_shows_as_a_short_reason_not_its_html(telegram_api, emulated_bot, bot_task) -> None:  # type: ignore[no-untyped-def]
+    _, info = emulated_bot
+    task_start(task=bot_task)
+    telegram_api.add_fault(info["token"], "html", method="getUpdates", status=502)
+
+    launched(bot_task)
+    task = wait_until(lambda: BotTask.objects.filter(pk=bot_task.pk, error_count__gte=1).first())
+
+    assert task.last_error == "Telegram unreachable or failing: Bad Gateway (502) (not a Telegram answer)"
+    assert task.status == BotTask.Status.RUNNING

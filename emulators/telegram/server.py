@@ -202,6 +202,11 @@ async def _dispatch(
             raise asyncio.CancelledError
         if fault.kind == "slow":
             await asyncio.sleep(fault.delay)
+        elif fault.kind == "html":
+            page = (f"<html><head><title>{fault.status} {fault.description}</title></head>"
+                    f"<body><center><h1>{fault.status} {fault.description}</h1></center>"
+                    "<hr><center>nginx</center></body></html>")
+            return web.Response(text=page, status=fault.status, content_type="text/html")
         else:
             parameters = (
                 {"retry_after": fault.retry_after} if fault.retry_after is not None else None

@@ -36,7 +36,8 @@ DEFAULT_EXCLUDED_UPDATES = frozenset({"chat_member", "message_reaction", "messag
 CONFLICT_POLL = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
 
 FaultKind = Literal[
-    "unauthorized", "conflict", "too_many_requests", "server_error", "slow", "drop", "error"
+    "unauthorized", "conflict", "too_many_requests", "server_error", "slow", "drop", "error",
+    "html",
 ]
 FAULT_KINDS: tuple[str, ...] = (
     "unauthorized",
@@ -46,6 +47,7 @@ FAULT_KINDS: tuple[str, ...] = (
     "slow",
     "drop",
     "error",
+    "html",  # a proxy's HTML error page instead of Telegram's JSON (status, default 502)
 )
 
 MediaKind = Literal[
@@ -1175,9 +1177,10 @@ class EmulatorState:
             "slow": (200, ""),
             "drop": (0, ""),
             "error": (400, "Bad Request: emulated error"),
+            "html": (502, "Bad Gateway"),
         }
         fault_status, fault_description = defaults[kind]
-        if kind in ("server_error", "error") and status is not None:
+        if kind in ("server_error", "error", "html") and status is not None:
             fault_status = status
         if kind == "too_many_requests":
             retry_after = 5 if retry_after is None else int(retry_after)
