@@ -29,17 +29,18 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from bots import telegram
 from bots.formatting import FormattedText, reply_parts
 from config import aio, dbwork
-from conversations import outbox, scheduling
+from conversations import claims, outbox, scheduling
 from conversations.models import (
     SCHEDULED_TEXT_MAX_LENGTH,
     Chat,
     Delivery,
+    Message,
     Persona,
     ScheduledMessage,
     ScheduledRun,
@@ -142,14 +143,17 @@ def run_claim(*, scheduled: ScheduledMessage, slot: datetime, trigger: str) -> S
 # --- preparing a run --------------------------------------------------------------------
 
 
-def run_prepare(*, run_id: int) -> ScheduledRun | None:
+def run_prepare(*, run_id: int, ai_fallback: bool = True) -> ScheduledRun | None:
     """Write the message (once per run) and list the chats (one delivery each), then
-    open the run for sending. Safe to repeat; returns the run when it is SENDING."""
+    open the run for sending. Safe to repeat; returns the run when it is SENDING.
+    `ai_fallback` off: an AI failure fails the run instead of sending the persona's
+    fallback line (the shell, whose operator sees the error and can send again)."""
     run = _run_load(run_id)
     if run is None or run.state != ScheduledRun.State.PREPARING:
         return run if run is not None and run.state == ScheduledRun.State.SENDING else None
     if not run.text:
-        _text_write(run)  # the AI call, outside any transaction
+        if not _text_write(run, ai_fallback=ai_fallback):  # the AI call, outside any transaction
+            return None
         run.refresh_from_db()
     total = _deliveries_create(run)
     lanes = max(1, min(settings.SCHEDULED_BROADCAST_LANES, math.ceil(total / CHATS_PER_LANE)))
@@ -171,20 +175,30 @@ def _run_load(run_id: int) -> ScheduledRun | None:
     )
 
 
-def _text_write(run: ScheduledRun) -> None:
+def _text_write(run: ScheduledRun, *, ai_fallback: bool) -> bool:
+    """Record the run's text; False when the AI could not write it and the run failed."""
     scheduled = run.scheduled
     text, ai_model, error = scheduled.text, "", ""
     if scheduled.content == ScheduledMessage.Content.PROMPT:
-        text, ai_model, error = message_compose(scheduled=scheduled)
+        try:
+            text, ai_model, error = message_compose(scheduled=scheduled, fallback=ai_fallback)
+        except ProviderError as failure:
+            run_fail(run=run, error=f"The AI could not write the message: {failure}")
+            return False
     # Conditional: a second preparer (the reaper's) never replaces what the first wrote.
     ScheduledRun.objects.filter(pk=run.pk, text="").update(
         text=text, ai_model=ai_model, error=error, updated_at=timezone.now()
     )
+    return True
 
 
-def message_compose(*, scheduled: ScheduledMessage) -> tuple[str, str, str]:
+def message_compose(*, scheduled: ScheduledMessage, fallback: bool = True) -> tuple[str, str, str]:
     """The persona writes the message from the prompt: (text, model, error). On an AI
-    failure the persona's fallback line is sent and the error recorded."""
+    failure the persona's fallback line is sent and the error recorded, unless
+    `fallback` is off or the credential cannot make any call (no key, an unreadable
+    one): then the ProviderError is raised. A broadcast answers nobody, so the fallback
+    line posted to every chat, run after run until an operator fixes the credential,
+    would only be noise."""
     bot = scheduled.bot
     persona = bot.persona or Persona(name="default", instructions="You are a helpful assistant.")
     identity = f"You are the Telegram bot {bot.first_name or bot.name}"
@@ -198,6 +212,8 @@ def message_compose(*, scheduled: ScheduledMessage) -> tuple[str, str, str]:
     try:
         result = reply_generate(credential=bot.credential, request=request)
     except ProviderError as failure:
+        if not fallback or failure.kind in ProviderError.UNUSABLE:
+            raise
         log.warning("scheduled message %s: AI failed, sending the fallback: %s", scheduled.pk, failure)
         return persona.fallback_reply, "", str(failure)
     if not result.text.strip():
@@ -334,23 +350,36 @@ def run_summary(*, run: ScheduledRun) -> str:
     if run.failed:
         text += f"; {run.failed} failed"
     text += "."
-    if run.error:
+    if run.error and run.state != ScheduledRun.State.FAILED:  # a failed run's error is no AI note
         text += f" AI: {run.error} (the persona's fallback line was sent)"
     return text
 
 
 def run_fail(*, run: ScheduledRun, error: str) -> None:
-    """The whole run cannot go on (the bot's token is rejected or unreadable)."""
-    now = timezone.now()
-    Delivery.objects.filter(run=run, state=Delivery.State.PENDING).update(
-        state=Delivery.State.FAILED, error=error[:2000], updated_at=now
-    )
-    failed = ScheduledRun.objects.filter(pk=run.pk, state=ScheduledRun.State.SENDING).update(
-        state=ScheduledRun.State.FAILED, error=error[:2000], finished_at=now, updated_at=now
-    )
-    if failed:
+    """The whole run cannot go on (the bot's token is rejected or unreadable, or the AI
+    cannot write the message): it ends FAILED, and nothing of it goes out later. Rows
+    already handed to Telegram finish with the outbox; the others (pending chats, parts
+    waiting out a flood or a back-off) fail now, or the reaper would send them once the
+    token works again. A sender about to stamp one finds it gone (outbox's stamp is
+    conditional)."""
+    now, error = timezone.now(), error[:2000]
+    open_states = [ScheduledRun.State.PREPARING, ScheduledRun.State.SENDING]
+    with transaction.atomic():
+        if not ScheduledRun.objects.filter(pk=run.pk, state__in=open_states).update(
+            state=ScheduledRun.State.FAILED, error=error, finished_at=now, updated_at=now
+        ):
+            return  # failed already (another lane), or finished
+        unsent = Message.objects.filter(
+            scheduled_run=run, send_state__in=[Message.SendState.QUEUED, Message.SendState.SENDING],
+            handed_at__isnull=True,
+        )
+        chats = set(unsent.values_list("chat_id", flat=True))
+        unsent.update(send_state=Message.SendState.FAILED, error=error, updated_at=now, **claims.RELEASED)
+        Delivery.objects.filter(
+            Q(state=Delivery.State.PENDING) | Q(state=Delivery.State.SENDING, chat_id__in=chats), run=run
+        ).update(state=Delivery.State.FAILED, error=error, updated_at=now)
         _outcome_record(run, ScheduledRun.State.FAILED, f"Failed: {error}")
-        log.warning("scheduled run %s failed: %s", run.pk, error)
+    log.warning("scheduled run %s failed: %s", run.pk, error)
 
 
 def _outcome_record(run: ScheduledRun, status: str, result: str) -> None:

@@ -5,9 +5,8 @@ from dataclasses import dataclass
 from django.utils import timezone
 
 from config import aio
-from credentials.encryption import DecryptionError
 from credentials.models import AICredential
-from credentials.providers import ProviderError, provider_for
+from credentials.providers import ProviderError, provider_call, provider_for
 from credentials.providers.base import check_request
 
 
@@ -22,8 +21,8 @@ def credential_check(*, credential: AICredential) -> CheckResult:
     # through our retries, rate limit or an open circuit. The providers are async: the
     # call runs on the process's I/O loop.
     try:
-        answer = aio.run(provider_for(credential).generate(check_request()))
-    except (ProviderError, DecryptionError) as failure:
+        answer = aio.run(provider_call(provider_for(credential), check_request()))
+    except ProviderError as failure:
         result = CheckResult(ok=False, message=str(failure))
     else:
         result = CheckResult(ok=True, message=f"OK: {answer.model} answered in {answer.latency_ms} ms.")

@@ -31,9 +31,12 @@ class Secret:
         return cls(plaintext=value or "")
 
     def reveal(self) -> str:
-        """The plaintext. Raises DecryptionError when no configured key fits."""
+        """The plaintext ("" when nothing is stored). Raises DecryptionError when no
+        configured key fits."""
         if self._plaintext is None:
-            self._plaintext = encryption.decrypt(self._ciphertext)
+            # An empty column is "no secret", not ciphertext: decrypting it would blame
+            # FIELD_ENCRYPTION_KEYS for a value that was never set.
+            self._plaintext = encryption.decrypt(self._ciphertext) if self._ciphertext else ""
         redaction.register_secret(self._plaintext)  # whoever holds it may log it
         return self._plaintext
 

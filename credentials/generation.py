@@ -12,7 +12,9 @@ It runs on the process's I/O loop (config.aio), so that the AI calls of many rep
 wait side by side instead of holding a worker thread each: `reply_generate_async` for
 code on the loop, `reply_generate` for sync callers (Celery tasks, commands).
 
-The caller sends the persona's fallback reply when this raises ProviderError.
+Every failure is a ProviderError (a key that is missing or unreadable, a failure no
+provider mapping foresaw: credentials.providers.base.provider_call), recorded on the
+credential; the caller sends the persona's fallback reply.
 """
 
 
@@ -37,6 +39,8 @@ from credentials.providers import (
     GenerationResult,
     Provider,
     ProviderError,
+    api_key,
+    provider_call,
     provider_for,
 )
 
@@ -58,7 +62,7 @@ async def reply_generate_async(
 ) -> GenerationResult:
     provider = provider_for(credential)
     if credential is None or credential.provider == AICredential.Provider.OFFLINE:
-        return await provider.generate(request)
+        return await provider_call(provider, request)
     if not credential.is_active:
         raise ProviderError(ProviderError.INACTIVE, f"The AI credential “{credential.name}” is switched off.")
     retrying = AsyncRetrying(
@@ -68,6 +72,7 @@ async def reply_generate_async(
         reraise=True,
     )
     try:
+        api_key(credential)  # a credential that cannot call fails first: no slot, no probe, no retry
         result: GenerationResult = await retrying(_attempt, provider, credential, request)
     except ProviderError as failure:
         await _usage_record_off_loop(credential=credential, error=str(failure))
@@ -101,7 +106,7 @@ async def _attempt(provider: Provider, credential: AICredential, request: Genera
             f"minute (next slot in {busy.wait:.0f} s).",
         ) from None
     try:
-        result = await provider.generate(request)
+        result = await provider_call(provider, request)
     except ProviderError as failure:
         if failure.kind in ProviderError.OUTAGE:  # a blocked prompt says nothing of health
             await circuit.record_failure()

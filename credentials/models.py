@@ -1,3 +1,7 @@
+import ipaddress
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
@@ -44,3 +48,36 @@ class AICredential(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_provider_display()})"
+
+    @property
+    def needs_api_key(self) -> bool:
+        """Gemini always; an OpenAI-compatible server unless it is local (a model server on
+        this machine or network, such as Ollama, often takes no key)."""
+        if self.provider == self.Provider.OFFLINE:
+            return False
+        return self.provider == self.Provider.GEMINI or not url_is_local(self.base_url)
+
+    def clean(self) -> None:
+        super().clean()
+        # On edit, the form has already put the stored key back when the field was left
+        # empty (credentials.forms): this sees the key that would be stored.
+        if self.needs_api_key and not self.api_key:
+            raise ValidationError({"api_key": (
+                "Gemini needs an API key." if self.provider == self.Provider.GEMINI else
+                "An OpenAI-compatible server needs an API key unless its base URL is local "
+                "(localhost or a private network address)."
+            )})
+
+
+def url_is_local(url: str) -> bool:
+    """On this machine or a private network: localhost, or a loopback, private or
+    link-local address."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 address
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost" or host.endswith(".localhost")
+    return address.is_loopback or address.is_private or address.is_link_local

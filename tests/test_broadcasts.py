@@ -12,10 +12,12 @@ from django.utils import timezone
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from bots import ratelimit
+from config import aio
 from config.celery import app as celery_app
-from conversations import broadcasts
+from conversations import broadcasts, outbox, reaper
 from conversations.models import Chat, Delivery, Message, ScheduledRun
 from conversations.tasks import claims_reap, scheduled_run_send
+from credentials.models import AICredential
 from tests.support.scheduling import (
     chats_make,
     fire,
@@ -138,6 +140,50 @@ def test_it_ignores_a_duplicate_firing_of_a_done_run(telegram_api, bot_and_token
     fire(scheduled)  # a re-delivered task, or a second beat, long after
 
     assert ScheduledRun.objects.count() == 1 and len(telegram_api.sent_messages(token)) == 2
+
+
+# --- a permanent failure: the run fails, visibly, and nothing of it goes out later ----------
+
+
+def test_it_fails_an_ai_broadcast_whose_credential_has_no_key_and_never_sends_it(telegram_api, bot_and_token) -> None:  # type: ignore[no-untyped-def]
+    bot, token = bot_and_token
+    bot.credential = AICredential.objects.create(name="Forgotten key", provider=AICredential.Provider.GEMINI)
+    bot.save()
+    scheduled = scheduled_make(bot, chats_make(telegram_api, bot, 2), content="prompt", text="News?", run_at=timezone.now())
+
+    run = fire(scheduled)
+    later = (broadcasts.runs_resume(now=timezone.now() + timedelta(minutes=10)),
+             broadcasts.run_prepare(run_id=run.pk) if run else None)
+
+    assert run is not None and run.state == ScheduledRun.State.FAILED
+    assert "has no API key" in run.error
+    scheduled.refresh_from_db()
+    assert scheduled.last_status == "failed" and "has no API key" in scheduled.last_result
+    assert later == (broadcasts.Resumption(), None)
+    assert telegram_api.sent_messages(token) == []  # neither the fallback line nor anything else
+
+
+def test_a_run_failed_on_a_rejected_token_sends_nothing_later_even_once_the_token_works(telegram_api, bot_and_token, settings) -> None:  # type: ignore[no-untyped-def]
+    bot, token = bot_and_token
+    settings.OUTBOX_MAX_INLINE_WAIT = 1  # a 2 s back-off gives the part back (QUEUED) to wait
+    telegram_api.add_fault(token, "server_error", method="sendMessage")  # one chat backs off,
+    telegram_api.add_fault(token, "unauthorized", method="sendMessage")  # the other: token rejected
+    scheduled = scheduled_make(bot, chats_make(telegram_api, bot, 2), text="Hi", run_at=timezone.now())
+
+    run = fire(scheduled)
+    telegram_api.clear_faults(token)  # the operator fixed the token
+    soon = timezone.now() + timedelta(minutes=10)
+    resumed = broadcasts.runs_resume(now=soon)
+    reaped = reaper.claims_reap(now=soon)  # what beat runs: parts whose wait is over
+    aio.run(outbox.parts_send(reaped.parts))
+
+    assert telegram_api.sent_messages(token) == []
+    assert run is not None and run.state == ScheduledRun.State.FAILED and run.error
+    assert resumed == broadcasts.Resumption() and reaped.parts == []
+    assert set(Delivery.objects.filter(run=run).values_list("state", flat=True)) == {"failed"}
+    assert not Message.objects.filter(scheduled_run=run).exclude(send_state="failed").exists()
+    scheduled.refresh_from_db()
+    assert scheduled.last_status == "failed" and scheduled.last_result.startswith("Failed: ")
 
 
 # --- the send_message command ------------------------------------------------------------

@@ -6,10 +6,12 @@ from credentials.providers.base import (
     GenerationResult,
     Provider,
     ProviderError,
+    provider_call,
 )
+from credentials.providers.keys import api_key
 from credentials.providers.registry import provider_for
 
 __all__ = [
     "ChatTurn", "GenerationRequest", "GenerationResult", "Provider", "ProviderError",
-    "provider_for",
+    "api_key", "provider_call", "provider_for",
 ]

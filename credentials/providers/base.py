@@ -5,7 +5,13 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from credentials.redaction import redact
+
 log = logging.getLogger(__name__)
+
+# A failure's words are shown in the admin and the dashboard and stored with the reply
+# (the credential's last_error holds 500): a provider's error page must not fill them.
+MESSAGE_MAX_LENGTH = 300
 
 
 @dataclass(frozen=True)
@@ -33,10 +39,25 @@ class GenerationResult:
     tokens_out: int | None = None
     finish_reason: str = ""
 
+    def __post_init__(self) -> None:
+        # Never negative, whatever the provider said (some report -1 for "unknown"):
+        # the counts are stored with each reply and summed.
+        for name in ("tokens_in", "tokens_out"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                object.__setattr__(self, name, 0)
+
+
+def safe_message(text: str) -> str:
+    """One line, no secret, at most MESSAGE_MAX_LENGTH characters."""
+    text = " ".join(redact(text).split())
+    return text if len(text) <= MESSAGE_MAX_LENGTH else text[: MESSAGE_MAX_LENGTH - 1].rstrip() + "…"
+
 
 class ProviderError(Exception):
     """The provider could not produce a reply. `str()` is plain words, safe to show
-    and store (never a key). `kind` says what went wrong, for retries and reports."""
+    and store: redacted and shortened here, whatever the raiser passed (safe_message).
+    `kind` says what went wrong, for retries and reports."""
 
     BAD_KEY = "bad_key"
     PERMISSION = "permission"
@@ -49,14 +70,19 @@ class ProviderError(Exception):
     RATE_LIMITED = "rate_limited"  # our own per-credential limit: no slot in time
     CIRCUIT_OPEN = "circuit_open"  # recent calls failed; skipping until the cool-down
     INACTIVE = "inactive"  # the credential is switched off
+    MISSING_KEY = "missing_key"  # no API key stored, and the provider needs one
+    KEY_UNREADABLE = "key_unreadable"  # the stored key cannot be decrypted
+    UNEXPECTED = "unexpected"  # a failure no mapping foresaw (provider_call)
 
     RETRYABLE = frozenset({QUOTA, SERVER, UNREACHABLE})
     # Failures that say the provider (or our access to it) is unhealthy: they count
     # towards opening the circuit. A blocked prompt or our own limit do not.
-    OUTAGE = frozenset({BAD_KEY, PERMISSION, MODEL_NOT_FOUND, QUOTA, SERVER, UNREACHABLE})
+    OUTAGE = frozenset({BAD_KEY, PERMISSION, MODEL_NOT_FOUND, QUOTA, SERVER, UNREACHABLE, UNEXPECTED})
+    # The credential cannot make any call until an operator fixes it: no call is made.
+    UNUSABLE = frozenset({MISSING_KEY, KEY_UNREADABLE})
 
     def __init__(self, kind: str, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+        super().__init__(safe_message(message))
         self.kind = kind
         self.retry_after = retry_after
 
@@ -70,9 +96,27 @@ class Provider(Protocol):
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         """One attempt, no retries (the caller owns retries, limits and the circuit).
-        Every failure of the call is a ProviderError; only a DecryptionError of the
-        credential's key escapes as itself."""
+        Every failure it foresees is a ProviderError; callers go through provider_call,
+        which makes the rest one too."""
         ...
+
+
+async def provider_call(provider: Provider, request: GenerationRequest) -> GenerationResult:
+    """`provider.generate`, with the guarantee every caller relies on: whatever fails is
+    a ProviderError. Providers map what they foresee (answer_read covers reading the
+    answer); this catches the rest, such as a client that cannot be built from the
+    credential, so no failure escapes as a crash and leaves a reply or a broadcast stuck."""
+    try:
+        return await provider.generate(request)
+    except ProviderError:
+        raise
+    except Exception as failure:
+        log.warning("%s: unexpected %s", provider.name, type(failure).__name__, exc_info=failure)
+        detail = f": {failure}" if str(failure) else ""
+        raise ProviderError(
+            ProviderError.UNEXPECTED,
+            f"The AI call failed unexpectedly ({provider.name}, {type(failure).__name__}{detail}).",
+        ) from None
 
 
 def unreadable_answer(provider: str, failure: Exception) -> ProviderError:
@@ -94,11 +138,6 @@ async def answer_read(provider: str, answer: Awaitable[GenerationResult]) -> Gen
         raise
     except Exception as failure:
         raise unreadable_answer(provider, failure) from None
-
-
-def token_count(value: int | None) -> int | None:
-    """A provider's token count, never negative (some servers report -1 for "unknown")."""
-    return None if value is None else max(0, value)
 
 
 def check_request() -> GenerationRequest:

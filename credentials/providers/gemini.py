@@ -31,9 +31,8 @@ from credentials.providers.base import (
     GenerationResult,
     ProviderError,
     answer_read,
-    token_count,
 )
-from credentials.redaction import redact
+from credentials.providers.keys import api_key
 
 _TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, httpx2.TransportError)
 
@@ -42,7 +41,7 @@ _clients: PerLoop[tuple[int, str, str], genai.Client] = PerLoop()
 
 
 def _client(credential: AICredential) -> genai.Client:
-    key = credential.api_key.reveal()
+    key = api_key(credential)
     return _clients.get((credential.pk, key, credential.base_url), lambda: _client_build(key, credential.base_url))
 
 
@@ -62,7 +61,9 @@ class GeminiProvider:
         self.credential = credential
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        client = _client(self.credential)  # before the guard: a DecryptionError is the caller's
+        # Outside answer_read: no key, or a client that cannot be built, is not an
+        # unreadable answer (provider_call reports the latter).
+        client = _client(self.credential)
         return await answer_read("Gemini", _generate(client, self.credential.model, request))
 
 
@@ -94,8 +95,8 @@ def _transport_detail(failure: Exception) -> str:
     if isinstance(failure, TimeoutError):  # its str() is empty
         return f"no answer within {settings.AI_REQUEST_TIMEOUT:g} s"
     if isinstance(failure, aiohttp.ClientConnectorError):  # its str() names the SSL context object
-        return redact(str(failure.os_error))
-    return redact(str(failure))
+        return str(failure.os_error)
+    return str(failure)
 
 
 def _result(response: types.GenerateContentResponse, model: str, latency_ms: int) -> GenerationResult:
@@ -114,14 +115,14 @@ def _result(response: types.GenerateContentResponse, model: str, latency_ms: int
         text=text,
         model=response.model_version or model,
         latency_ms=latency_ms,
-        tokens_in=token_count(usage.prompt_token_count) if usage else None,
-        tokens_out=token_count(usage.candidates_token_count) if usage else None,
+        tokens_in=usage.prompt_token_count if usage else None,
+        tokens_out=usage.candidates_token_count if usage else None,
         finish_reason=finish,
     )
 
 
 def _api_error(failure: errors.APIError, model: str) -> ProviderError:
-    status, message = failure.status or "", redact(failure.message or "")
+    status, message = failure.status or "", failure.message or ""
     if failure.code == 400 and ("API_KEY_INVALID" in str(failure.details) or "API key not valid" in message):
         return ProviderError(ProviderError.BAD_KEY, "Gemini rejected the API key (API_KEY_INVALID).")
     if failure.code == 403:

@@ -21,16 +21,15 @@ from credentials.providers.base import (
     GenerationResult,
     ProviderError,
     answer_read,
-    token_count,
 )
-from credentials.redaction import redact
+from credentials.providers.keys import api_key
 
 # Keyed by loop too: an AsyncOpenAI's httpx pool belongs to the loop that opened it.
 _clients: PerLoop[tuple[int, str, str], openai.AsyncOpenAI] = PerLoop()
 
 
 def _client(credential: AICredential) -> openai.AsyncOpenAI:
-    key = credential.api_key.reveal() or "none"  # local servers often need no key
+    key = api_key(credential) or "none"  # a local server may take none; the SDK wants one
     return _clients.get(
         (credential.pk, key, credential.base_url),
         lambda: openai.AsyncOpenAI(
@@ -47,7 +46,9 @@ class OpenAICompatProvider:
         self.credential = credential
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        client = _client(self.credential)  # before the guard: a DecryptionError is the caller's
+        # Outside answer_read: no key, or a client that cannot be built, is not an
+        # unreadable answer (provider_call reports the latter).
+        client = _client(self.credential)
         return await answer_read("The provider", _generate(client, self.credential.model, request))
 
 
@@ -87,14 +88,14 @@ def _result(completion: ChatCompletion, model: str, latency_ms: int) -> Generati
         text=(choice.message.content or "") if choice else "",
         model=completion.model or model,
         latency_ms=latency_ms,
-        tokens_in=token_count(usage.prompt_tokens) if usage else None,
-        tokens_out=token_count(usage.completion_tokens) if usage else None,
+        tokens_in=usage.prompt_tokens if usage else None,
+        tokens_out=usage.completion_tokens if usage else None,
         finish_reason=(choice.finish_reason or "").upper() if choice else "",
     )
 
 
 def _status_error(failure: openai.APIStatusError, model: str) -> ProviderError:
-    code, message = failure.status_code, redact(str(failure.message))
+    code, message = failure.status_code, str(failure.message)
     if code == 401:
         return ProviderError(ProviderError.BAD_KEY, "The provider rejected the API key (401).")
     if code == 403:

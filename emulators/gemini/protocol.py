@@ -307,6 +307,9 @@ def rate_limited(model: str, retry_after: float, message: str | None = None) -> 
 HTML_PAGE = "<!DOCTYPE html><html><head><title>Sign in</title></head><body>Sign in to continue.</body></html>"
 TRUNCATED_JSON = '{"candidates": [{"content": {"parts": [{"text": "Hel'
 
+# Usage a server reports when it cannot count (the NEGATIVE_USAGE fault).
+NEGATIVE_USAGE = {"promptTokenCount": -1, "candidatesTokenCount": -1, "totalTokenCount": -1}
+
 
 # (HTTP code, google.rpc status, default message) for the plain error faults.
 SIMPLE_ERRORS: dict[str, tuple[int, str, str]] = {

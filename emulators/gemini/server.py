@@ -198,6 +198,8 @@ class GeminiHandler(common.ApiHandler[RecordedRequest, Fault]):
             text=text,
             finish_reason=finish_reason,
         )
+        if kind is FaultKind.NEGATIVE_USAGE:
+            body["usageMetadata"] = dict(protocol.NEGATIVE_USAGE)
         return _json(body)
 
 

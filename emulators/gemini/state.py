@@ -49,6 +49,7 @@ class FaultKind(enum.StrEnum):
     MAX_TOKENS = "max_tokens"  # 200, truncated text, finishReason=MAX_TOKENS
     HTML_BODY = "html_body"  # 200 text/html page, as a proxy or captive portal answers
     INVALID_JSON = "invalid_json"  # 200 application/json whose body is cut off mid-object
+    NEGATIVE_USAGE = "negative_usage"  # 200, a normal answer whose usage counts are -1
     SLOW = "slow"  # sleep `delay` seconds, then a normal answer
     DROP_CONNECTION = "drop_connection"  # close the socket without any response
 

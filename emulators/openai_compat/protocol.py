@@ -194,6 +194,14 @@ def quota_exceeded(message: str | None = None) -> dict[str, Any]:
     )
 
 
+# 200 answers that are not a chat completion (the HTML_BODY / INVALID_JSON faults).
+HTML_PAGE = "<!DOCTYPE html><html><head><title>Sign in</title></head><body>Sign in to continue.</body></html>"
+TRUNCATED_JSON = '{"choices": [{"message": {"role": "assistant", "content": "Hel'
+
+# Usage a server reports when it cannot count (the NEGATIVE_USAGE fault).
+NEGATIVE_USAGE = {"prompt_tokens": -1, "completion_tokens": -1, "total_tokens": -1}
+
+
 # fault kind -> (HTTP status, error type, code, default message)
 SIMPLE_ERRORS: dict[str, tuple[int, str, str | None, str]] = {
     "bad_request": (400, "invalid_request_error", None, "Invalid request."),

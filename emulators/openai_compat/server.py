@@ -170,6 +170,10 @@ class OpenAIHandler(common.ApiHandler[RecordedRequest, Fault]):
                 return self._completion(chat, content=None, finish_reason="content_filter")
             elif kind is FaultKind.EMPTY:
                 return self._completion(chat, content="", finish_reason="stop")
+            elif kind is FaultKind.HTML_BODY:
+                return web.Response(text=protocol.HTML_PAGE, content_type="text/html")
+            elif kind is FaultKind.INVALID_JSON:
+                return web.Response(text=protocol.TRUNCATED_JSON, content_type="application/json")
 
         try:
             text = self.reply_text(rec, chat.model)
@@ -181,10 +185,17 @@ class OpenAIHandler(common.ApiHandler[RecordedRequest, Fault]):
             limit = chat.max_completion_tokens or chat.max_tokens
             content = common.truncate(text, limit * 4 if limit else None)
             return self._completion(chat, content=content, finish_reason="length")
-        return self._completion(chat, content=text, finish_reason="stop")
+        return self._completion(
+            chat, content=text, finish_reason="stop", negative_usage=kind is FaultKind.NEGATIVE_USAGE
+        )
 
     def _completion(
-        self, chat: protocol.ParsedChatRequest, *, content: str | None, finish_reason: str
+        self,
+        chat: protocol.ParsedChatRequest,
+        *,
+        content: str | None,
+        finish_reason: str,
+        negative_usage: bool = False,
     ) -> web.Response:
         body = protocol.chat_completion(
             completion_id=f"chatcmpl-emu-{next(self._ids):06d}",
@@ -194,6 +205,8 @@ class OpenAIHandler(common.ApiHandler[RecordedRequest, Fault]):
             finish_reason=finish_reason,
             prompt_token_count=protocol.prompt_tokens(chat.messages),
         )
+        if negative_usage:
+            body["usage"] = dict(protocol.NEGATIVE_USAGE)
         return web.json_response(body)
 
 

@@ -35,6 +35,9 @@ class FaultKind(enum.StrEnum):
     LENGTH = "length"  # 200, truncated content, finish_reason=length
     CONTENT_FILTER = "content_filter"  # 200, content null, finish_reason=content_filter
     EMPTY = "empty"  # 200, content "" with finish_reason=stop
+    HTML_BODY = "html_body"  # 200 text/html page, as a proxy or captive portal answers
+    INVALID_JSON = "invalid_json"  # 200 application/json whose body is cut off mid-object
+    NEGATIVE_USAGE = "negative_usage"  # 200, a normal answer whose usage counts are -1
     SLOW = "slow"  # sleep `delay` seconds, then a normal answer
     DROP_CONNECTION = "drop_connection"  # close the socket without any response
 

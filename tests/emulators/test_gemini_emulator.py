@@ -223,6 +223,16 @@ def test_it_returns_empty_answers(
     assert response.candidates[0].finish_reason == types.FinishReason.STOP
 
 
+def test_it_reports_negative_usage(emulator: GeminiEmulator) -> None:
+    emulator.add_fault(FaultKind.NEGATIVE_USAGE)
+
+    response = ask(make_client(emulator))
+
+    assert response.text and response.usage_metadata is not None
+    usage = response.usage_metadata
+    assert (usage.prompt_token_count, usage.candidates_token_count) == (-1, -1)
+
+
 def test_it_truncates_a_max_tokens_answer(emulator: GeminiEmulator) -> None:
     emulator.add_fault(FaultKind.MAX_TOKENS)
 

@@ -183,6 +183,34 @@ def test_it_returns_filtered_and_empty_answers(
     assert (choice.message.content, choice.finish_reason) == (content, finish_reason)
 
 
+@pytest.mark.parametrize(
+    ("kind", "content_type", "body_start"),
+    [(FaultKind.HTML_BODY, "text/html", "<!DOCTYPE html>"), (FaultKind.INVALID_JSON, "application/json", '{"choices"')],
+)
+def test_it_answers_200_with_a_body_that_is_not_a_completion(
+    emulator: OpenAICompatEmulator, kind: FaultKind, content_type: str, body_start: str
+) -> None:
+    emulator.add_fault(kind)
+
+    response = make_client(emulator).chat.completions.with_raw_response.create(
+        model=MODEL, messages=[{"role": "user", "content": "hello"}]
+    )
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(content_type)
+    assert response.text.startswith(body_start)
+
+
+def test_it_reports_negative_usage(emulator: OpenAICompatEmulator) -> None:
+    emulator.add_fault(FaultKind.NEGATIVE_USAGE)
+
+    completion = ask(make_client(emulator))
+
+    assert completion.choices[0].message.content
+    assert completion.usage is not None
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (-1, -1)
+
+
 def test_it_truncates_a_length_answer(emulator: OpenAICompatEmulator) -> None:
     emulator.add_fault(FaultKind.LENGTH)
 

@@ -1,3 +1,4 @@
+import logging
 import signal
 import time
 from datetime import datetime
@@ -37,8 +38,19 @@ class Command(BaseCommand):
             help="hand the sending to the Celery workers instead of sending from this shell",
         )
 
-    def handle(self, *args: Any, text: str, task: int, chat: list[int], all_chats: bool, ai: bool,
-               enqueue: bool, **options: Any) -> None:
+    def handle(self, *args: Any, verbosity: int, **options: Any) -> None:
+        # The command's own lines say what happened. The log lines the same code writes
+        # for workers' logs would repeat them on stderr (a failed run twice, say): -v 2
+        # shows them.
+        if verbosity < 2:
+            logging.disable(logging.WARNING)
+        try:
+            self._handle(**options)
+        finally:
+            logging.disable(logging.NOTSET)
+
+    def _handle(self, *, text: str, task: int, chat: list[int], all_chats: bool, ai: bool,
+                enqueue: bool, **options: Any) -> None:
         if bool(chat) == all_chats:
             raise CommandError("Give --chat <chat_id> (one or more) or --all-chats, not both.")
         bot = task_get(task).bot
@@ -96,7 +108,8 @@ class Command(BaseCommand):
             stopping = True
 
         signal.signal(signal.SIGTERM, stop)
-        prepared = broadcasts.run_prepare(run_id=run.pk)
+        # No fallback line from the shell: the operator sees why and can send again.
+        prepared = broadcasts.run_prepare(run_id=run.pk, ai_fallback=False)
         if prepared is None:
             raise CommandError(f"Run #{run.pk} could not start: {ScheduledRun.objects.get(pk=run.pk).error}")
         self.stdout.write(f"Sending run #{run.pk} to {prepared.total} chat(s)…")
@@ -112,6 +125,9 @@ class Command(BaseCommand):
             self.stdout.write("Stopped: the rest stays queued; a worker resumes it (beat's reaper).")
             return
         run.refresh_from_db()
+        if run.state == ScheduledRun.State.FAILED:
+            self.stdout.write(f"  {broadcasts.run_summary(run=run)}")
+            raise CommandError(f"Run #{run.pk} failed: {run.error}")
         style = self.style.SUCCESS if run.state == ScheduledRun.State.DONE else self.style.ERROR
         self.stdout.write(style(f"{run.state}: {broadcasts.run_summary(run=run)}"))
 
