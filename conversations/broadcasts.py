@@ -35,12 +35,11 @@ from django.utils import timezone
 from bots import telegram
 from bots.formatting import FormattedText, reply_parts
 from config import aio, dbwork
-from conversations import claims, outbox, scheduling
+from conversations import outbox, scheduling
 from conversations.models import (
     SCHEDULED_TEXT_MAX_LENGTH,
     Chat,
     Delivery,
-    Message,
     Persona,
     ScheduledMessage,
     ScheduledRun,
@@ -369,12 +368,7 @@ def run_fail(*, run: ScheduledRun, error: str) -> None:
             state=ScheduledRun.State.FAILED, error=error, finished_at=now, updated_at=now
         ):
             return  # failed already (another lane), or finished
-        unsent = Message.objects.filter(
-            scheduled_run=run, send_state__in=[Message.SendState.QUEUED, Message.SendState.SENDING],
-            handed_at__isnull=True,
-        )
-        chats = set(unsent.values_list("chat_id", flat=True))
-        unsent.update(send_state=Message.SendState.FAILED, error=error, updated_at=now, **claims.RELEASED)
+        chats = outbox.run_parts_cancel(run_id=run.pk, error=error)
         Delivery.objects.filter(
             Q(state=Delivery.State.PENDING) | Q(state=Delivery.State.SENDING, chat_id__in=chats), run=run
         ).update(state=Delivery.State.FAILED, error=error, updated_at=now)

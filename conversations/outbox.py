@@ -419,6 +419,20 @@ def _settle(part: Part, *, error: str = "") -> None:
         )
 
 
+def run_parts_cancel(*, run_id: int, error: str) -> set[int]:
+    """A failed broadcast run sends nothing more: its parts not yet handed to Telegram
+    (waiting out a flood or a back-off, or about to go: the stamp is conditional) fail.
+    Returns the chats (row ids) they were for."""
+    unsent = Message.objects.filter(
+        scheduled_run_id=run_id, send_state__in=[Message.SendState.QUEUED, Message.SendState.SENDING],
+        handed_at__isnull=True,
+    )
+    chat_ids = set(unsent.values_list("chat_id", flat=True))
+    unsent.update(send_state=Message.SendState.FAILED, error=error[:2000], updated_at=timezone.now(),
+                  **claims.RELEASED)
+    return chat_ids
+
+
 # --- the reaper's part (conversations.reaper calls these) --------------------------------------
 
 

@@ -218,7 +218,7 @@ async def _compose(job: _Job) -> Composition:
     request = job.request if job.request is not None else await dbwork.read(_request_with_history, job)
     try:
         result = await reply_generate_async(credential=job.credential, request=request)
-    except (ProviderError, DecryptionError) as failure:
+    except ProviderError as failure:
         return Composition(text=job.persona.fallback_reply, error=str(failure))
     except Exception:
         # Never silence: whatever broke, the person gets the persona's fallback line.
