@@ -6,22 +6,14 @@ from typing import Any
 import pytest
 import telegram
 
-from bots import polling
-from bots.models import BotTask
 from bots.services import task_start
 from conversations import replies
 from conversations.ingest import updates_store
 from conversations.models import Chat, Message
+from tests.support.pollers import launched
 from tests.support.timing import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def launched(task: BotTask) -> BotTask:
-    task_start(task=task)
-    task.refresh_from_db()
-    assert polling.poller_launch(task_id=task.pk, token=task.poll_token)
-    return task
 
 
 def chat_row(bot_id: int, telegram_id: int) -> Chat | None:

@@ -6,20 +6,12 @@ from typing import Any
 
 import pytest
 
-from bots import polling
 from bots.models import BotTask
-from bots.services import task_start
 from conversations.models import Chat, Message, SkippedUpdate, TelegramUser
+from tests.support.pollers import launched
 from tests.support.timing import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def launched(task: BotTask) -> BotTask:
-    task_start(task=task)
-    task.refresh_from_db()
-    assert polling.poller_launch(task_id=task.pk, token=task.poll_token)
-    return task
 
 
 def a_message(telegram_api: Any, token: str, text: str = "placeholder") -> dict[str, Any]:

@@ -8,16 +8,10 @@ import pytest
 from bots import polling
 from bots.models import BotTask
 from bots.services import task_start, task_stop
+from tests.support.pollers import launched
 from tests.support.timing import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def launched(task: BotTask) -> BotTask:
-    """Start the bot's poller in this process (what the poll_cycle task does)."""
-    task.refresh_from_db()
-    assert polling.poller_launch(task_id=task.pk, token=task.poll_token)
-    return task
 
 
 def test_it_backs_off_when_another_program_polls_the_token(telegram_api, emulated_bot, bot_task) -> None:  # type: ignore[no-untyped-def]

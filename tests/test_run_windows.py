@@ -20,6 +20,7 @@ from bots import polling, supervisor, tasks
 from bots.models import Bot, BotTask, time_label
 from bots.services import TaskError, task_start, task_stop
 from tests.factories import make_task
+from tests.support.pollers import launched
 from tests.support.timing import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,13 +55,6 @@ def run_until_passes(task: BotTask) -> None:
 def beat() -> None:
     """One round of what celery-beat runs every SUPERVISOR_INTERVAL."""
     tasks.supervise()
-
-
-def launched(task: BotTask) -> BotTask:
-    """Start the bot's poller in this process (what the poll_cycle task does)."""
-    task.refresh_from_db()
-    assert polling.poller_launch(task_id=task.pk, token=task.poll_token)
-    return task
 
 
 def getme_calls(telegram_api: Any, token: str) -> int:
