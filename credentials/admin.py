@@ -8,6 +8,8 @@ from credentials.models import AICredential
 
 
 class AICredentialForm(SecretFieldsFormMixin):
+    secret_destinations = {"api_key": "base_url"}
+
     class Meta:
         model = AICredential
         fields = "__all__"
@@ -28,7 +30,7 @@ class AICredentialAdmin(admin.ModelAdmin):
     form = AICredentialForm
     actions = [check_credentials]
     list_display = (
-        "name", "provider", "model", "is_active", "requests_per_minute", "key_hint",
+        "name", "provider", "model_shown", "is_active", "requests_per_minute", "key_hint",
         "requests_total", "failures_total", "last_error", "last_check_ok", "last_checked_at",
     )
     list_filter = ("provider", "is_active", "last_check_ok")
@@ -37,6 +39,10 @@ class AICredentialAdmin(admin.ModelAdmin):
         "requests_total", "failures_total", "last_used_at", "last_error", "last_error_at",
         "last_checked_at", "last_check_ok", "last_check_message", "created_at", "updated_at",
     )
+
+    @admin.display(description="model", ordering="model")
+    def model_shown(self, obj: AICredential) -> str:
+        return "—" if obj.provider == AICredential.Provider.OFFLINE else obj.model
 
     @admin.display(description="API key")
     def key_hint(self, obj: AICredential) -> str:

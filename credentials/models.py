@@ -17,14 +17,18 @@ class AICredential(models.Model):
     name = models.CharField(max_length=100, unique=True)
     provider = models.CharField(max_length=32, choices=Provider.choices, default=Provider.GEMINI)
     api_key = EncryptedSecretField(
-        blank=True, help_text="Stored encrypted. The offline provider needs none."
+        "API key", blank=True, help_text="Stored encrypted. The offline provider needs none."
     )
     base_url = HttpsURLField(
+        "Base URL",
         blank=True,
         help_text="Provider endpoint override: a proxy, a self-hosted model, or an emulator. "
         "Blank uses the provider's public endpoint.",
     )
-    model = models.CharField(max_length=100, default="gemini-2.5-flash")
+    model = models.CharField(
+        max_length=100, default="gemini-2.5-flash", blank=True,
+        help_text="The provider's model name. The offline provider has none.",
+    )
     is_active = models.BooleanField(default=True)
     requests_per_minute = models.PositiveIntegerField(
         default=60,
@@ -59,6 +63,10 @@ class AICredential(models.Model):
 
     def clean(self) -> None:
         super().clean()
+        if self.provider == self.Provider.OFFLINE:
+            self.model = ""  # it answers by itself: a model name there would mislead
+        elif not self.model.strip():
+            raise ValidationError({"model": "Name the provider's model, e.g. gemini-2.5-flash."})
         # On edit, the form has already put the stored key back when the field was left
         # empty (credentials.forms): this sees the key that would be stored.
         if self.needs_api_key and not self.api_key:
