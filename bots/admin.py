@@ -6,26 +6,47 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
+from bots.forms import BotForm
 from bots.models import Bot, BotTask
 from bots.services import TaskError, task_restart, task_start, task_stop
-from credentials.forms import SecretFieldsFormMixin
 
 
-class BotForm(SecretFieldsFormMixin):
-    class Meta:
-        model = Bot
-        fields = "__all__"
+def bdi(value: object) -> SafeString:
+    """A name as a changelist cell shows it: isolated in <bdi>, so a right-to-left
+    override (U+202E) in a chat title or a person's name flips that name only, never
+    the text around it; escaped like any value."""
+    return format_html("<bdi>{}</bdi>", "" if value is None else value)
 
 
 @admin.register(Bot)
 class BotAdmin(admin.ModelAdmin):
     form = BotForm
-    list_display = ("name", "username", "telegram_id", "persona", "credential", "token_hint")
+    list_display = (
+        "bot_name", "bot_username", "telegram_id", "persona_name", "credential_name", "token_hint",
+    )
     list_select_related = ("persona", "credential")
     list_filter = ("persona", "credential")
     search_fields = ("name", "username")
     readonly_fields = ("username", "telegram_id", "update_offset", "created_at", "updated_at")
+
+    @admin.display(description="name", ordering="name")
+    def bot_name(self, obj: Bot) -> SafeString:
+        return bdi(obj.name)
+
+    @admin.display(description="username", ordering="username")
+    def bot_username(self, obj: Bot) -> SafeString:
+        return bdi(obj.username)
+
+    @admin.display(description="persona", ordering="persona__name")
+    def persona_name(self, obj: Bot) -> SafeString | str:
+        return bdi(obj.persona.name) if obj.persona else "—"
+
+    @admin.display(description="AI credential", ordering="credential__name")
+    def credential_name(self, obj: Bot) -> SafeString | str:
+        return bdi(obj.credential) if obj.credential else "—"
 
     @admin.display(description="token")
     def token_hint(self, obj: Bot) -> str:
@@ -96,9 +117,11 @@ class BotTaskForm(forms.ModelForm):
 class BotTaskAdmin(admin.ModelAdmin):
     form = BotTaskForm
     actions = [start_tasks, stop_tasks, restart_failed_tasks]
+    # One-word headers for the counters (as on the dashboard): room for names and the
+    # last error at 1366 px beside the admin's two sidebars.
     list_display = (
-        "name", "bot", "status", "window", "messages_processed", "replies_sent", "error_count",
-        "last_run_at", "short_error",
+        "task_name", "bot_name", "state", "messages", "replies", "errors", "last_run_at",
+        "short_error",
     )
     list_filter = ("status", "use_ai")
     list_select_related = ("bot",)
@@ -108,10 +131,36 @@ class BotTaskAdmin(admin.ModelAdmin):
         "last_error_at", "last_run_at", "started_at", "stopped_at", "created_at", "updated_at",
     )
 
-    @admin.display(description="run window")
-    def window(self, obj: BotTask) -> str:
-        return obj.run_window() or "—"
+    @admin.display(description="name", ordering="name")
+    def task_name(self, obj: BotTask) -> SafeString:
+        return bdi(obj.name)
+
+    @admin.display(description="bot", ordering="bot__name")
+    def bot_name(self, obj: BotTask) -> SafeString:
+        return bdi(obj.bot)
+
+    @admin.display(description="status", ordering="status")
+    def state(self, obj: BotTask) -> SafeString:
+        """The status, and under it the run window when there is one (as the dashboard
+        shows them)."""
+        window = obj.run_window()
+        if not window:
+            return format_html("{}", obj.get_status_display())
+        return format_html('{}<div class="quiet">{}</div>', obj.get_status_display(), window)
+
+    @admin.display(description="messages", ordering="messages_processed")
+    def messages(self, obj: BotTask) -> int:
+        return obj.messages_processed
+
+    @admin.display(description="replies", ordering="replies_sent")
+    def replies(self, obj: BotTask) -> int:
+        return obj.replies_sent
+
+    @admin.display(description="errors", ordering="error_count")
+    def errors(self, obj: BotTask) -> int:
+        return obj.error_count
 
     @admin.display(description="last error")
-    def short_error(self, obj: BotTask) -> str:
-        return obj.last_error[:80]
+    def short_error(self, obj: BotTask) -> SafeString:
+        error = obj.last_error if len(obj.last_error) <= 200 else obj.last_error[:199] + "…"
+        return format_html('<bdi class="log-note">{}</bdi>', error)

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
+from kombu.utils.url import maybe_sanitize_url
 
 from bots import telegram
 from bots.models import Bot, BotTask, time_label
@@ -31,6 +33,11 @@ class TaskError(Exception):
 
 class TelegramUnavailable(TaskError):
     """Telegram could not be asked (network, 5xx): trying again later may work."""
+
+
+class BrokerUnavailable(TelegramUnavailable):
+    """Redis (the Celery broker) could not take the poll task: the start was undone, and,
+    like Telegram out of reach, trying again later may work."""
 
 
 def task_start(*, task: BotTask) -> BotTask:
@@ -70,10 +77,13 @@ def _schedule(task: BotTask) -> BotTask:
 
 
 def _start(task: BotTask, *, only_if: str | None) -> BotTask:
+    if settings.REDIS_URL_MISSING:
+        raise BrokerUnavailable(f"Cannot start task #{task.pk}: {settings.REDIS_URL_MISSING}")
     _ensure_no_other_running(task)
     _bot_identify(task)
     token = uuid.uuid4().hex
     now = timezone.now()
+    failures: list[str] = []
     rows = BotTask.objects.filter(pk=task.pk).exclude(status=BotTask.Status.RUNNING)
     if only_if is not None:
         rows = rows.filter(status=only_if)
@@ -92,13 +102,32 @@ def _start(task: BotTask, *, only_if: str | None) -> BotTask:
                 if task.status == BotTask.Status.RUNNING:
                     raise TaskError(f"Task #{task.pk} “{task.name}” is already running.")
                 raise TaskError(f"Task #{task.pk} “{task.name}” was not started (it is {task.status}).")
-            transaction.on_commit(lambda: cycle_enqueue(task_id=task.pk, token=token))
+            transaction.on_commit(lambda: _enqueue_or_undo(task, token, failures))
     except IntegrityError:
         _ensure_no_other_running(task)  # lost a race with another start: say which
         raise
+    if failures:
+        raise BrokerUnavailable(f"Cannot start task #{task.pk}: {failures[0]}")
     log.info("task %s started (bot %s)", task.pk, task.bot_id)
     task.refresh_from_db()
     return task
+
+
+def _enqueue_or_undo(task: BotTask, token: str, failures: list[str]) -> None:
+    """Hand the poller to the workers; if the broker cannot take it, put the task back as
+    it was before Start (its fields in `task`, read before the update) and say why."""
+    try:
+        cycle_enqueue(task_id=task.pk, token=token)
+    except KombuOperationalError as error:
+        BotTask.objects.filter(pk=task.pk, poll_token=token).update(
+            status=task.status, poll_token=task.poll_token, poll_owner=task.poll_owner,
+            poll_claimed_at=task.poll_claimed_at, lease_expires_at=task.lease_expires_at,
+            started_at=task.started_at, stopped_at=task.stopped_at, last_error=task.last_error,
+            consecutive_failures=task.consecutive_failures, updated_at=task.updated_at,
+        )
+        where = maybe_sanitize_url(settings.CELERY_BROKER_URL)
+        # Said once, by whoever called Start (the command's one line, the admin's message).
+        failures.append(f"Redis (the Celery broker, {where}) cannot be reached: {error}")
 
 
 def _ensure_no_other_running(task: BotTask) -> None:

@@ -19,6 +19,7 @@ FIELD_KEYS_HOWTO = (
     "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
 )
 DEV_SECRET_KEY = "django-insecure-botfleet-development-only"
+DEVELOPMENT_HINT = "On a development machine set DEBUG=1 instead (bin/run and bin/test do)."
 
 
 def secret_key(value: str, *, debug: bool) -> str:
@@ -26,7 +27,9 @@ def secret_key(value: str, *, debug: bool) -> str:
         return value
     if debug:
         return DEV_SECRET_KEY
-    raise ImproperlyConfigured(f"SECRET_KEY is not set and DEBUG is off. {SECRET_KEY_HOWTO}")
+    raise ImproperlyConfigured(
+        f"SECRET_KEY is not set and DEBUG is off. {SECRET_KEY_HOWTO}. {DEVELOPMENT_HINT}"
+    )
 
 
 def field_encryption_keys(values: list[str], *, debug: bool, dev_key_file: Path) -> list[str]:
@@ -34,7 +37,8 @@ def field_encryption_keys(values: list[str], *, debug: bool, dev_key_file: Path)
     if not keys:
         if not debug:
             raise ImproperlyConfigured(
-                f"FIELD_ENCRYPTION_KEYS is not set and DEBUG is off. {FIELD_KEYS_HOWTO}"
+                f"FIELD_ENCRYPTION_KEYS is not set and DEBUG is off. {FIELD_KEYS_HOWTO}. "
+                f"{DEVELOPMENT_HINT}"
             )
         keys = [_development_key(dev_key_file)]
     for position, key in enumerate(keys, start=1):

@@ -1,30 +1,43 @@
 """Settings, all read from the environment (and `.env` when present).
 
-Every variable is optional on a developer machine. With DEBUG off, SECRET_KEY and
-FIELD_ENCRYPTION_KEYS are required and start-up stops with a message naming them.
+DEBUG is off unless set (bin/run and bin/test set DEBUG=1). With DEBUG off, SECRET_KEY
+and FIELD_ENCRYPTION_KEYS are required: start-up stops with one line naming them.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
-from config import keys
+from config import devrun, keys
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"  # git-ignored runtime files: SQLite, the dev key, logs
 
 env = environ.Env()
 if (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env")
 
-DEBUG = env.bool("DEBUG", default=True)
-SECRET_KEY = keys.secret_key(env.str("SECRET_KEY", default=""), debug=DEBUG)
-FIELD_ENCRYPTION_KEYS = keys.field_encryption_keys(
-    env.list("FIELD_ENCRYPTION_KEYS", default=[]),
-    debug=DEBUG,
-    dev_key_file=VAR_DIR / "field-encryption.key",
-)
+# git-ignored runtime files: SQLite, the dev key, bin/run's run file, logs
+VAR_DIR = devrun.var_dir()
+# What a running bin/run published for commands started elsewhere in this checkout (a
+# second terminal): its DEBUG and its Redis. The environment (and .env) comes first.
+RUN_FILE_ENV = devrun.run_file_env(VAR_DIR)
+
+DEBUG = env.bool("DEBUG", default=env.parse_value(RUN_FILE_ENV.get("DEBUG", "false"), bool))
+try:
+    SECRET_KEY = keys.secret_key(env.str("SECRET_KEY", default=""), debug=DEBUG)
+    FIELD_ENCRYPTION_KEYS = keys.field_encryption_keys(
+        env.list("FIELD_ENCRYPTION_KEYS", default=[]),
+        debug=DEBUG,
+        dev_key_file=VAR_DIR / "field-encryption.key",
+    )
+except ImproperlyConfigured as error:
+    # One line, not a traceback through Django's settings machinery. Status 3 is
+    # gunicorn's "worker failed to boot": its master stops instead of respawning workers.
+    print(f"Botfleet cannot start: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(3) from None
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -124,14 +137,32 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # HTTPS only, as `manage.py check --deploy` wants, unless SECURE_COOKIES=false (trying
+    # production mode over plain http) or each is set on its own.
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=SESSION_COOKIE_SECURE)
+    # Load balancers and Prometheus ask gunicorn directly, over http, inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    SECURE_HSTS_SECONDS = env.int(
+        "SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if SESSION_COOKIE_SECURE else 0
+    )
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
 
 # --- Redis and Celery -------------------------------------------------------
-# The run and test commands start an embedded Redis and export REDIS_URL; this
-# default only matters for a bare `manage.py` call on a machine with a local Redis.
-REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# The run and test commands start an embedded Redis and export REDIS_URL; a command in
+# a second terminal finds bin/run's in its run file. Never a silent localhost:6379 (any
+# Redis that happens to listen there): with neither, every Redis call fails at once on a
+# socket that does not exist, and what needs Redis says REDIS_URL_MISSING.
+REDIS_URL = env.str("REDIS_URL", default="") or RUN_FILE_ENV.get("REDIS_URL", "")
+REDIS_URL_MISSING = "" if REDIS_URL else (
+    "Redis is not configured: REDIS_URL is not set and bin/run is not running in this "
+    "checkout. Start bin/run (commands in another terminal then use its Redis), or set REDIS_URL."
+)
+_NO_REDIS = VAR_DIR / "no-redis-configured.sock"
 
-CELERY_BROKER_URL = REDIS_URL
-CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_BROKER_URL = REDIS_URL or f"redis+socket://{_NO_REDIS}"
+CELERY_RESULT_BACKEND = CELERY_BROKER_URL
+REDIS_URL = REDIS_URL or f"unix://{_NO_REDIS}"
 CELERY_TASK_IGNORE_RESULT = True  # tasks report through the database, not results
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_SERIALIZER = "json"  # never pickle: a broker message must not run code
@@ -233,10 +264,15 @@ AI_CIRCUIT_FAILURES = env.int("AI_CIRCUIT_FAILURES", default=5)  # consecutive, 
 AI_CIRCUIT_COOLDOWN = env.float("AI_CIRCUIT_COOLDOWN", default=30.0)  # seconds open before a probe
 
 # --- Dashboard and monitoring -------------------------------------------------
-# Clients that may scrape /metrics without a staff login: addresses or networks
-# ("10.0.0.0/8"). Checked against REMOTE_ADDR only (X-Forwarded-For can be forged);
-# behind a proxy, list the proxy's address.
-METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
+# /metrics without a staff login: a scraper sending "Authorization: Bearer <METRICS_TOKEN>"
+# (compared in constant time), or a client whose address is in METRICS_ALLOWED_IPS
+# (addresses or networks, "10.0.0.0/8"; checked against REMOTE_ADDR only, since
+# X-Forwarded-For can be forged: behind a proxy that is the proxy, so every client of
+# the proxy would pass; prefer the token there). Unset, the allowlist is loopback with
+# DEBUG on and empty with DEBUG off: production serves /metrics to no anonymous client
+# until one of the two is set.
+METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"] if DEBUG else [])
 # Seconds each readiness check (database, Redis, a Celery worker) may take; the checks
 # run side by side, so /readyz answers within about this long even when one hangs.
 HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=1.0)

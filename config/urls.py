@@ -1,14 +1,17 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, reverse_lazy
 
 admin.site.site_header = "Botfleet"
 admin.site.site_title = "Botfleet admin"
 admin.site.index_title = "Bots, personas and AI credentials"
+# The admin's "View site" link. Lazy: resolved when a page is drawn (with the request's
+# script prefix), since the URLs are not loaded yet here; the stubs want a plain str.
+admin.site.site_url = reverse_lazy("dashboard:index")  # type: ignore[assignment]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("", include("dashboard.urls")),  # /dashboard/, /healthz, /readyz, /metrics
+    path("", include("dashboard.urls")),  # /, /dashboard/, /healthz, /readyz, /metrics
 ]
 
 if settings.SANDBOX_ENABLED:

@@ -4,11 +4,13 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
+from bots.admin import bdi
 from conversations import broadcasts, scheduling
 from conversations.forms import ScheduledMessageForm
 from conversations.models import (
@@ -24,60 +26,149 @@ from conversations.models import (
 
 log = logging.getLogger(__name__)
 
+# Characters of a message's text its changelist row shows (the cell wraps): most
+# messages whole, a long answer's first paragraphs.
+MESSAGE_TEXT_SHOWN = 600
+
 
 @admin.register(Persona)
 class PersonaAdmin(admin.ModelAdmin):
-    list_display = ("name", "temperature", "max_output_tokens", "history_limit", "updated_at")
+    list_display = ("persona_name", "temperature", "max_output_tokens", "history_limit", "updated_at")
     search_fields = ("name", "instructions")
 
-
-@admin.register(TelegramUser)
-class TelegramUserAdmin(admin.ModelAdmin):
-    list_display = ("telegram_id", "display_name", "username", "is_bot", "last_seen_at")
-    list_filter = ("is_bot",)
-    search_fields = ("telegram_id", "username", "first_name", "last_name")
+    @admin.display(description="name", ordering="name")
+    def persona_name(self, obj: Persona) -> SafeString:
+        return bdi(obj.name)
 
 
-@admin.register(Chat)
-class ChatAdmin(admin.ModelAdmin):
-    list_display = (
-        "__str__", "bot", "type", "telegram_id", "is_active", "inactive_reason", "last_message_at",
-    )
-    list_filter = ("type", "is_active", "bot")
-    list_select_related = ("bot",)
-    search_fields = ("title", "username", "telegram_id")
+class LogAdmin(admin.ModelAdmin):
+    """What the bots saw and did, as it happened: listed newest first and opened as a
+    read-only page, never added or edited here (an edited log would lie about what was
+    said and sent). Superusers may delete rows, as when a person asks to be forgotten
+    (deleting a chat deletes its messages); other staff only read."""
 
-
-@admin.register(SkippedUpdate)
-class SkippedUpdateAdmin(admin.ModelAdmin):
-    """What Telegram delivered that could not be read or stored: seen, never edited."""
-
-    list_display = ("created_at", "bot", "update_id", "error")
-    list_filter = ("bot",)
-    list_select_related = ("bot",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return request.user.is_superuser
+
+
+class RecordAdmin(LogAdmin):
+    """Records a broadcast claims and counts by (a run is the claim on its slot: deleted,
+    a re-delivered firing would send the same slot again): never deleted here, only with
+    the scheduled message or the chat they belong to."""
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+def _text(value: str, limit: int, kind: str = "log-note") -> SafeString:
+    """A log text in a changelist cell: enough of it to read, isolated like a name; it
+    wraps in a column of its own (dashboard/admin.css): "log-text" for a message's text,
+    wide; "log-note" for an error or a reason, narrower."""
+    cut = value if len(value) <= limit else value[: limit - 1] + "…"
+    return format_html('<bdi class="{}">{}</bdi>', kind, cut)
+
+
+@admin.register(TelegramUser)
+class TelegramUserAdmin(LogAdmin):
+    list_display = ("telegram_id", "name", "user_username", "is_bot", "language_code", "last_seen_at")
+    list_filter = ("is_bot",)
+    search_fields = ("telegram_id", "username", "first_name", "last_name")
+    ordering = ("-last_seen_at", "-id")
+
+    @admin.display(description="name", ordering="first_name")
+    def name(self, obj: TelegramUser) -> SafeString:
+        return bdi(obj.display_name)
+
+    @admin.display(description="username", ordering="username")
+    def user_username(self, obj: TelegramUser) -> SafeString:
+        return bdi(f"@{obj.username}" if obj.username else "")
+
+
+@admin.register(Chat)
+class ChatAdmin(LogAdmin):
+    """`is_active` is read-only too: it is Telegram's word (blocked, removed, added back)
+    and the next message in the chat sets it again, so a switch here would be undone."""
+
+    list_display = (
+        "chat_name", "bot_name", "type", "telegram_id", "is_active", "reason", "last_message_at",
+    )
+    list_filter = ("type", "is_active", "bot")
+    list_select_related = ("bot",)
+    search_fields = ("title", "username", "telegram_id")
+    ordering = (F("last_message_at").desc(nulls_last=True), "-created_at", "-id")
+
+    @admin.display(description="chat", ordering="title")
+    def chat_name(self, obj: Chat) -> SafeString:
+        return bdi(obj)
+
+    @admin.display(description="bot", ordering="bot__name")
+    def bot_name(self, obj: Chat) -> SafeString:
+        return bdi(obj.bot)
+
+    @admin.display(description="inactive because")
+    def reason(self, obj: Chat) -> SafeString:
+        return _text(obj.inactive_reason, 200)
+
+
+@admin.register(SkippedUpdate)
+class SkippedUpdateAdmin(LogAdmin):
+    """What Telegram delivered that could not be read or stored: seen, never edited."""
+
+    list_display = ("created_at", "bot_name", "update_id", "short_error")
+    list_filter = ("bot",)
+    list_select_related = ("bot",)
+    ordering = ("-created_at", "-id")
+
+    @admin.display(description="bot", ordering="bot__name")
+    def bot_name(self, obj: SkippedUpdate) -> SafeString:
+        return bdi(obj.bot)
+
+    @admin.display(description="error")
+    def short_error(self, obj: SkippedUpdate) -> SafeString:
+        return _text(obj.error, 300)
+
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
-    list_display = (
-        "created_at", "bot", "chat", "direction", "kind", "sender", "short_text", "reply_state",
-        "ai_latency_ms",
-    )
+class MessageAdmin(LogAdmin):
+    # Few columns, so the text has room at 1366 px beside the admin's two sidebars: the
+    # bot shows under its chat, the direction as who wrote it (the bot or a person), the
+    # kind and the bot are filters.
+    list_display = ("created_at", "chat_name", "sender_name", "message_text", "state", "ai_time")
     list_filter = ("direction", "kind", "reply_state", "bot")
     list_select_related = ("bot", "chat", "sender")
     search_fields = ("text", "chat__title", "sender__username")
-    raw_id_fields = ("chat", "sender", "reply_to")
     date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
+
+    @admin.display(description="chat (bot)", ordering="chat__title")
+    def chat_name(self, obj: Message) -> SafeString:
+        return format_html('{}<div class="quiet">{}</div>', bdi(obj.chat), bdi(obj.bot))
+
+    @admin.display(description="from", ordering="direction")
+    def sender_name(self, obj: Message) -> SafeString | str:
+        if obj.direction == Message.Direction.OUT:
+            return "→ the bot"
+        return format_html("← {}", bdi(obj.sender.display_name if obj.sender else "?"))
+
+    @admin.display(description="state")
+    def state(self, obj: Message) -> str:
+        if obj.direction == Message.Direction.OUT:
+            return obj.get_send_state_display()
+        return obj.get_reply_state_display()
+
+    @admin.display(description="AI time", ordering="ai_latency_ms")
+    def ai_time(self, obj: Message) -> str:
+        return f"{obj.ai_latency_ms / 1000:.1f} s" if obj.ai_latency_ms is not None else ""
 
     @admin.display(description="text")
-    def short_text(self, obj: Message) -> str:
-        return obj.text[:80]
+    def message_text(self, obj: Message) -> SafeString:
+        return _text(obj.text, MESSAGE_TEXT_SHOWN, "log-text")
 
 
 # --- scheduled messages --------------------------------------------------------------
@@ -117,8 +208,8 @@ class ScheduledMessageAdmin(admin.ModelAdmin):
     form = ScheduledMessageForm
     actions = [send_now, enable, disable]
     list_display = (
-        "name", "bot", "when", "audience", "content", "enabled", "next_run", "last_run_at",
-        "last_status",
+        "scheduled_name", "bot_name", "when", "audience", "content", "enabled", "next_run",
+        "last_run_at", "last_status",
     )
     list_filter = ("enabled", "kind", "content", "audience", "bot")
     list_select_related = ("bot",)
@@ -144,6 +235,14 @@ class ScheduledMessageAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         # In the admin's transaction: the message and its PeriodicTask change together.
         scheduling.schedule_sync(scheduled=obj)
+
+    @admin.display(description="name", ordering="name")
+    def scheduled_name(self, obj: ScheduledMessage) -> SafeString:
+        return bdi(obj.name)
+
+    @admin.display(description="bot", ordering="bot__name")
+    def bot_name(self, obj: ScheduledMessage) -> SafeString:
+        return bdi(obj.bot)
 
     @admin.display(description="when")
     def when(self, obj: ScheduledMessage) -> str:
@@ -219,33 +318,53 @@ class DeliveryInline(admin.TabularInline):
 
 
 @admin.register(ScheduledRun)
-class ScheduledRunAdmin(admin.ModelAdmin):
-    list_display = ("scheduled", "slot", "trigger", "state", "total", "sent", "failed", "skipped",
-                    "finished_at")
+class ScheduledRunAdmin(RecordAdmin):
+    list_display = ("scheduled_name", "slot", "trigger", "state", "outcome", "finished_at", "short_error")
     list_filter = ("state", "trigger")
     list_select_related = ("scheduled",)
+    ordering = ("-slot", "-id")
     readonly_fields = (
         "scheduled", "slot", "trigger", "state", "lanes", "text", "ai_model", "error", "total",
         "sent", "failed", "skipped", "heartbeat_at", "created_at", "finished_at",
     )
     exclude = ("updated_at",)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    @admin.display(description="scheduled message", ordering="scheduled__name")
+    def scheduled_name(self, obj: ScheduledRun) -> SafeString:
+        return bdi(obj.scheduled)
+
+    @admin.display(description="chats")
+    def outcome(self, obj: ScheduledRun) -> str:
+        parts = [f"{obj.sent} of {obj.total} sent"]
+        parts += [f"{obj.failed} failed"] if obj.failed else []
+        parts += [f"{obj.skipped} skipped"] if obj.skipped else []
+        return ", ".join(parts)
+
+    @admin.display(description="error")
+    def short_error(self, obj: ScheduledRun) -> SafeString:
+        return _text(obj.error, 200)
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
-    list_display = ("run", "chat", "state", "telegram_message_id", "attempts", "short_error", "sent_at")
+class DeliveryAdmin(RecordAdmin):
+    list_display = (
+        "run_name", "chat_name", "state", "telegram_message_id", "attempts", "short_error", "sent_at",
+    )
     list_filter = ("state",)
     list_select_related = ("run__scheduled", "chat")
     search_fields = ("chat__title", "chat__telegram_id", "error")
     readonly_fields = ("run", "chat", "state", "telegram_message_id", "attempts", "error", "sent_at")
     exclude = ("updated_at",)
+    ordering = ("-id",)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    @admin.display(description="run", ordering="run__slot")
+    def run_name(self, obj: Delivery) -> SafeString:
+        return bdi(obj.run)
+
+    @admin.display(description="chat", ordering="chat__title")
+    def chat_name(self, obj: Delivery) -> SafeString:
+        return bdi(obj.chat)
 
     @admin.display(description="error")
-    def short_error(self, obj: Delivery) -> str:
-        return obj.error[:80]
+    def short_error(self, obj: Delivery) -> SafeString:
+        return _text(obj.error, 200)

@@ -5,6 +5,7 @@ from dashboard import views
 app_name = "dashboard"
 
 urlpatterns = [
+    path("", views.home, name="home"),
     path("dashboard/", views.index, name="index"),
     path("dashboard/data.json", views.index_data, name="data"),
     path("dashboard/tasks/<int:task_id>/", views.task_detail, name="task"),

@@ -4,6 +4,7 @@ Thin: reads come from dashboard.selectors / dashboard.snapshot, every start and 
 goes through bots.services (the one path the admin and the commands use too).
 """
 
+import hmac
 import ipaddress
 from collections.abc import Callable
 from functools import wraps
@@ -12,8 +13,11 @@ from typing import Any
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -21,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bots.models import BotTask
 from bots.services import TaskError, task_restart, task_start, task_stop
-from dashboard import charts, health, selectors
+from dashboard import charts, health, permissions, selectors
 from dashboard import metrics as fleet_metrics
 from dashboard.snapshot import dashboard_snapshot
 
@@ -34,16 +38,47 @@ TASK_ACTIONS: dict[str, tuple[Callable[..., BotTask], str]] = {
 View = Callable[..., HttpResponseBase]
 
 
-def staff_json(view: View) -> View:
-    """Like staff_member_required, but a script gets a 403 in JSON, not a login page."""
+NO_TASK_VIEW = "You need the “Can view bot task” permission to see the dashboard."
+
+
+def tasks_viewer_required(view: View) -> View:
+    """A page for staff who may view bot tasks, as the admin treats its pages: anyone
+    not logged in as staff is sent to the login page; staff without the permission
+    get a 403."""
+
+    @wraps(view)
+    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not permissions.can_view_tasks(request.user):
+            raise PermissionDenied(NO_TASK_VIEW)
+        return view(request, *args, **kwargs)
+
+    return staff_member_required(checked)
+
+
+def tasks_viewer_json(view: View) -> View:
+    """The same rule for the JSON feed, but a script gets a 403 in JSON, not a login page."""
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not (request.user.is_active and request.user.is_staff):
             return JsonResponse({"error": "Log in as staff to see the dashboard."}, status=403)
+        if not permissions.can_view_tasks(request.user):
+            return JsonResponse({"error": NO_TASK_VIEW}, status=403)
         return view(request, *args, **kwargs)
 
     return wrapper
+
+
+@never_cache
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """The site's root: the dashboard for staff who may see it, the admin for other
+    staff, the login page (coming back here) for everyone else."""
+    if permissions.can_view_tasks(request.user):
+        return redirect("dashboard:index")
+    if request.user.is_active and request.user.is_staff:
+        return redirect("admin:index")
+    return redirect_to_login(request.get_full_path(), reverse("admin:login"))
 
 
 def _snapshot(request: HttpRequest) -> dict[str, Any]:
@@ -54,7 +89,7 @@ def _snapshot(request: HttpRequest) -> dict[str, Any]:
 
 
 @never_cache
-@staff_member_required
+@tasks_viewer_required
 @require_GET
 def index(request: HttpRequest) -> HttpResponse:
     context = {
@@ -67,28 +102,32 @@ def index(request: HttpRequest) -> HttpResponse:
 
 
 @never_cache
-@staff_json
+@tasks_viewer_json
 @require_GET
 def index_data(request: HttpRequest) -> JsonResponse:
     return JsonResponse(_snapshot(request), json_dumps_params={"ensure_ascii": False})
 
 
 @never_cache
-@staff_member_required
+@tasks_viewer_required
 @require_GET
 def task_detail(request: HttpRequest, task_id: int) -> HttpResponse:
     try:
         task = selectors.task_for_detail(task_id=task_id)
     except BotTask.DoesNotExist:
         raise Http404("No such task.") from None
+    # The task's health is for whoever may view tasks; what people wrote, and who they
+    # are, only for those the admin would show the Messages page to.
+    can_read = permissions.can_view_messages(request.user)
     context = {
         **admin.site.each_context(request),
         "title": f"Task #{task.pk} “{task.name}”",
         "task": task,
-        "conversation": selectors.recent_messages(task=task),
+        "can_view_messages": can_read,
+        "conversation": selectors.recent_messages(task=task) if can_read else [],
         "errors": selectors.recent_errors(task=task),
         "chart": charts.bar_chart(selectors.replies_per_hour(task=task)),
-        "can_act": request.user.has_perm("bots.change_bottask"),
+        "can_act": permissions.can_change_tasks(request.user),
     }
     return render(request, "dashboard/task_detail.html", context)
 
@@ -98,7 +137,7 @@ def task_detail(request: HttpRequest, task_id: int) -> HttpResponse:
 def task_action(request: HttpRequest, task_id: int, action: str) -> HttpResponse:
     if action not in TASK_ACTIONS:
         raise Http404("No such action.")
-    if not request.user.has_perm("bots.change_bottask"):
+    if not permissions.can_change_tasks(request.user):
         return _action_answer(request, False, "You may not start or stop tasks.", status=403)
     task = get_object_or_404(BotTask.objects.select_related("bot"), pk=task_id)
     service, verb = TASK_ACTIONS[action]
@@ -149,12 +188,34 @@ def readyz(request: HttpRequest) -> JsonResponse:
     return JsonResponse(body, status=503 if failed else 200)
 
 
+METRICS_FORBIDDEN = (
+    "Forbidden. Scrape /metrics with the header “Authorization: Bearer <METRICS_TOKEN>”, "
+    "from an address listed in METRICS_ALLOWED_IPS, or logged in as staff who may view "
+    "bot tasks. With DEBUG off neither METRICS_TOKEN nor METRICS_ALLOWED_IPS has a "
+    "default: set one (see the README, “Dashboard and monitoring”).\n"
+)
+
+
 @never_cache
 def metrics(request: HttpRequest) -> HttpResponse:
-    if not (request.user.is_active and request.user.is_staff) and not _metrics_client_allowed(request):
-        return HttpResponse("Forbidden: not a staff user or an allowed address.\n", status=403,
-                            content_type="text/plain")
+    if not (
+        permissions.can_view_tasks(request.user)
+        or _metrics_token_given(request)
+        or _metrics_client_allowed(request)
+    ):
+        return HttpResponse(METRICS_FORBIDDEN, status=403, content_type="text/plain")
     return HttpResponse(generate_latest(fleet_metrics.fleet_registry()), content_type=CONTENT_TYPE_LATEST)
+
+
+def _metrics_token_given(request: HttpRequest) -> bool:
+    expected = settings.METRICS_TOKEN
+    if not expected:  # no token configured: no header opens /metrics, not even an empty one
+        return False
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    # Constant time: how much of a guess matched must not show in the response time.
+    return hmac.compare_digest(given.strip().encode(), expected.encode())
 
 
 def _metrics_client_allowed(request: HttpRequest) -> bool:

@@ -46,6 +46,24 @@ def test_stop_command_stops_one_or_all(telegram_api, bot_task) -> None:  # type:
         run("stop_bot_background_task", bot_task.pk)
 
 
+def test_stop_command_refuses_a_task_id_with_all(telegram_api, bot_task) -> None:  # type: ignore[no-untyped-def]
+    """`stop 3 --all` is a mistake, not an order to stop the fleet: nothing stops."""
+    run("start_bot_background_task", bot_task.pk)
+
+    with pytest.raises(CommandError, match="Give a task id or --all, not both") as refused:
+        run("stop_bot_background_task", bot_task.pk, "--all")
+
+    assert f"stop_bot_background_task {bot_task.pk}" in str(refused.value)
+    assert BotTask.objects.get(pk=bot_task.pk).status == BotTask.Status.RUNNING
+
+
+def test_start_command_refuses_a_task_id_with_list(bot_task) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(CommandError, match="Give a task id or --list, not both"):
+        run("start_bot_background_task", bot_task.pk, "--list")
+
+    assert BotTask.objects.get(pk=bot_task.pk).status == BotTask.Status.PENDING
+
+
 def test_status_command_shows_counters_and_last_error(bot_task) -> None:  # type: ignore[no-untyped-def]
     BotTask.objects.filter(pk=bot_task.pk).update(replies_sent=7, last_error="boom")
 

@@ -10,7 +10,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
-from django.urls import reverse
+from django.urls import clear_url_caches, reverse
 from django.utils import timezone
 
 from bots import supervisor
@@ -60,7 +60,9 @@ def reply(to: Message, text: str = "hi there", latency_ms: int | None = 800, **f
 
 
 def staff_client(*, can_change_tasks: bool, csrf_checks: bool = False) -> Client:
+    """Staff who may view tasks (the dashboard's own permission), and change them if told."""
     user = User.objects.create_user("operator", password="x-operator-pass", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_bottask"))
     if can_change_tasks:
         user.user_permissions.add(Permission.objects.get(codename="change_bottask"))
     client = Client(enforce_csrf_checks=csrf_checks)
@@ -111,6 +113,68 @@ def test_it_links_the_dashboard_from_the_admin_header(admin_client) -> None:  # 
     html = admin_client.get("/admin/").content.decode()
 
     assert f'href="{DASHBOARD}"' in html
+
+
+# --- the way in: the site's root, the admin's links -----------------------------------
+
+
+def test_the_site_root_sends_visitors_to_the_login_page(client) -> None:  # type: ignore[no-untyped-def]
+    response = client.get("/")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/login/?next=/"
+
+
+def test_the_site_root_sends_staff_to_the_dashboard(admin_client) -> None:  # type: ignore[no-untyped-def]
+    response = admin_client.get("/", follow=True)
+
+    assert response.redirect_chain == [(DASHBOARD, 302)]
+    assert "Fleet dashboard" in response.content.decode()
+
+
+def test_the_site_root_sends_staff_who_may_not_see_the_dashboard_to_the_admin(client) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(User.objects.create_user("editor", password="x-editor-pass", is_staff=True))
+
+    response = client.get("/")
+
+    assert response.status_code == 302 and response["Location"] == "/admin/"
+
+
+def test_the_admin_s_view_site_link_goes_to_the_dashboard(admin_client) -> None:  # type: ignore[no-untyped-def]
+    html = admin_client.get("/admin/").content.decode()
+
+    assert f'<a href="{DASHBOARD}">View site</a>' in html
+
+
+def test_the_admin_header_links_the_sandbox_when_it_is_served(admin_client) -> None:  # type: ignore[no-untyped-def]
+    html = admin_client.get("/admin/").content.decode()
+
+    assert '<a href="/sandbox/">Sandbox</a>' in html
+
+
+@pytest.fixture
+def sandbox_off(settings) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """The URLs as a server with SANDBOX_ENABLED off builds them."""
+    import importlib
+
+    import config.urls
+
+    def rebuild(enabled: bool) -> None:
+        settings.SANDBOX_ENABLED = enabled
+        importlib.reload(config.urls)
+        clear_url_caches()
+
+    before = settings.SANDBOX_ENABLED
+    rebuild(False)
+    yield
+    rebuild(before)
+
+
+def test_the_admin_header_has_no_sandbox_link_when_it_is_off(admin_client, sandbox_off) -> None:  # type: ignore[no-untyped-def]
+    html = admin_client.get("/admin/").content.decode()
+
+    assert "Sandbox" not in html
+    assert admin_client.get("/sandbox/").status_code == 404
 
 
 # --- what it shows ------------------------------------------------------------------

@@ -5,7 +5,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -185,8 +185,10 @@ def test_it_refuses_metrics_to_anonymous_clients_outside_the_allow_list(client) 
 
 
 @pytest.mark.django_db
-def test_it_serves_metrics_to_staff_from_any_address(client) -> None:  # type: ignore[no-untyped-def]
-    client.force_login(User.objects.create_user("ops", password="x-ops-pass", is_staff=True))
+def test_it_serves_metrics_to_staff_who_may_view_tasks_from_any_address(client) -> None:  # type: ignore[no-untyped-def]
+    user = User.objects.create_user("ops", password="x-ops-pass", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_bottask"))
+    client.force_login(user)
 
     assert client.get("/metrics", REMOTE_ADDR="203.0.113.9").status_code == 200
 

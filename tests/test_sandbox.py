@@ -3,14 +3,19 @@
 import json
 
 import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
 from django.urls import reverse
 
 from bots.models import Bot, BotTask
+from bots.services import task_start
 from conversations.models import Persona
 from credentials.models import AICredential
+from emulators.telegram import EmulatorClient
 from sandbox.conversation import DEMO_GROUP_ID, GROUP_MEMBERS
 from sandbox.demo import DEMO_BOT_USERNAME, demo_seed, demo_wire
-from sandbox.emulator import emulator_client
+from sandbox.emulator import emulator_bot_api_url, emulator_client
+from tests.factories import make_bot, make_task, make_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -68,8 +73,8 @@ def test_the_sandbox_is_for_staff_only(client, emulated_bot) -> None:  # type: i
     assert "/admin/login/" in page["Location"]
 
 
-def send(admin_client, bot: Bot, **body: object):  # type: ignore[no-untyped-def]
-    return admin_client.post(
+def send(client, bot: Bot, **body: object):  # type: ignore[no-untyped-def]
+    return client.post(
         reverse("sandbox:send", args=[bot.pk]), json.dumps(body), content_type="application/json"
     )
 
@@ -113,8 +118,121 @@ def test_it_refuses_an_empty_or_overlong_message(admin_client, emulated_bot) -> 
 def test_it_says_so_when_the_emulator_is_down(admin_client, emulated_bot, settings) -> None:  # type: ignore[no-untyped-def]
     settings.SANDBOX_EMULATOR_URL = "http://127.0.0.1:9"
     bot, _ = emulated_bot
+    Bot.objects.filter(pk=bot.pk).update(api_base_url="http://127.0.0.1:9/bot")  # it lives there
 
     response = admin_client.get(reverse("sandbox:messages", args=[bot.pk]))
 
     assert response.status_code == 503
     assert "emulator is not answering" in response.json()["error"]
+
+
+# --- who and which bots ----------------------------------------------------------------
+
+
+def staff(*codenames: str) -> Client:
+    user = User.objects.create_user("operator", password="x-operator-pass", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def emulator_calls(monkeypatch) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Every control call the sandbox makes to the emulator, with its arguments."""
+    calls: list[dict] = []
+    real = EmulatorClient._invoke
+
+    def recording(self, op, kwargs, **options):  # type: ignore[no-untyped-def]
+        calls.append({"op": op, **kwargs})
+        return real(self, op, kwargs, **options)
+
+    monkeypatch.setattr(EmulatorClient, "_invoke", recording)
+    return calls
+
+
+def test_staff_who_may_not_view_bots_get_no_sandbox(telegram_api, emulated_bot, emulator_calls) -> None:  # type: ignore[no-untyped-def]
+    bot, info = emulated_bot
+    client = staff("view_bottask")
+    before = len(telegram_api.updates(info["token"]))
+
+    page = client.get(reverse("sandbox:chat"))
+    data = client.get(reverse("sandbox:messages", args=[bot.pk]))
+    sent = send(client, bot, text="Let me in")
+
+    assert page.status_code == data.status_code == sent.status_code == 403
+    assert "view bot" in sent.json()["error"]
+    assert emulator_calls == [] and len(telegram_api.updates(info["token"])) == before
+
+
+def test_staff_who_may_view_bots_chat_in_the_sandbox(telegram_api, emulated_bot) -> None:  # type: ignore[no-untyped-def]
+    bot, info = emulated_bot
+    client = staff("view_bot")
+
+    page = client.get(reverse("sandbox:chat"))
+    sent = send(client, bot, text="Hello from a viewer")
+
+    assert page.status_code == 200 and bot.name in page.content.decode()
+    assert sent.status_code == 200
+    assert telegram_api.updates(info["token"])[-1]["update"]["message"]["text"] == "Hello from a viewer"
+
+
+@pytest.mark.parametrize("api_base_url", ["", "https://api.telegram.org/bot", "http://127.0.0.1:9/bot"])
+def test_it_never_sends_the_token_of_a_bot_living_elsewhere(admin_client, telegram_api, emulator_calls, api_base_url) -> None:  # type: ignore[no-untyped-def]
+    token = make_token()
+    real_bot = make_bot(name="Production bot", token=token, api_base_url=api_base_url)
+
+    page = admin_client.get(reverse("sandbox:chat"))
+    data = admin_client.get(reverse("sandbox:messages", args=[real_bot.pk]))
+    sent = send(admin_client, real_bot, text="Hi", chat="private")
+
+    assert data.status_code == sent.status_code == 404
+    assert "Bot API base URL" in sent.json()["error"]
+    assert "Production bot" not in page.content.decode()
+    assert not any(token in json.dumps(call) for call in emulator_calls)
+    assert token not in json.dumps(telegram_api.bots())
+
+
+# --- a bot added in the admin -------------------------------------------------------------
+
+
+def bot_added_in_the_admin(admin_client, token: str) -> Bot:  # type: ignore[no-untyped-def]
+    response = admin_client.post("/admin/bots/bot/add/", {
+        "name": "Admin-made bot", "token": token, "api_base_url": emulator_bot_api_url(),
+        "persona": "", "credential": "",
+    })
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    return Bot.objects.get(name="Admin-made bot")
+
+
+def test_a_bot_added_in_the_admin_on_the_emulator_can_be_used_in_the_sandbox(admin_client, telegram_api) -> None:  # type: ignore[no-untyped-def]
+    token = make_token()
+    bot = bot_added_in_the_admin(admin_client, token)
+
+    sent = send(admin_client, bot, text="Hello, new bot", chat="private")
+    lines = admin_client.get(reverse("sandbox:messages", args=[bot.pk]) + "?chat=private")
+
+    assert sent.status_code == 200, sent.content
+    assert telegram_api.updates(token)[-1]["update"]["message"]["text"] == "Hello, new bot"
+    assert [line["text"] for line in lines.json()["messages"]] == ["Hello, new bot"]
+
+
+def test_opening_the_sandbox_registers_the_bot_so_it_can_start(admin_client, telegram_api) -> None:  # type: ignore[no-untyped-def]
+    bot = bot_added_in_the_admin(admin_client, make_token())
+    task = make_task(bot)
+
+    page = admin_client.get(reverse("sandbox:chat"))
+    task = task_start(task=task)  # getMe goes to the emulator
+
+    assert "Admin-made bot" in page.content.decode()
+    assert task.status == BotTask.Status.RUNNING
+    assert Bot.objects.get(pk=bot.pk).username  # filled from the emulator's getMe
+
+
+def test_it_says_what_the_emulator_could_not_do(admin_client, emulated_bot) -> None:  # type: ignore[no-untyped-def]
+    bot, _ = emulated_bot
+
+    response = send(admin_client, bot, text="About that…", chat="group", reply_to=987_654)
+
+    assert response.status_code == 409
+    assert "could not do that" in response.json()["error"]

@@ -15,6 +15,12 @@ class Command(BaseCommand):
         parser.add_argument("--list", action="store_true", help="list every task and its status")
 
     def handle(self, *args: Any, task_id: int | None, list: bool, **options: Any) -> None:
+        if list and task_id is not None:
+            # Refused, not read as --list: the operator meant one of the two.
+            raise CommandError(
+                f"Give a task id or --list, not both. To start task #{task_id}: "
+                f"manage.py start_bot_background_task {task_id}"
+            )
         if list:
             for task in BotTask.objects.select_related("bot").order_by("pk"):
                 self.stdout.write(task_line(task))

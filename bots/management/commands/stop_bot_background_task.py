@@ -20,6 +20,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, task_id: int | None, all: bool, **options: Any) -> None:
+        if all and task_id is not None:
+            # Refused, not read as --all: "stop 3" with a stray --all must not stop the fleet.
+            raise CommandError(
+                f"Give a task id or --all, not both: {task_id} --all would stop every task. "
+                f"To stop task #{task_id} only: manage.py stop_bot_background_task {task_id}"
+            )
         if all:
             running = BotTask.objects.filter(
                 status__in=[BotTask.Status.RUNNING, BotTask.Status.SCHEDULED]

@@ -135,18 +135,33 @@
     }
   }
 
+  // On a phone the bot list and chats fold into the top bar's button (sandbox.css).
+  function showSidebar(open) {
+    document.querySelector(".app").classList.toggle("sidebar-open", open);
+    $("sidebar-toggle").setAttribute("aria-expanded", String(open));
+  }
+
   function switchChat(chat) {
     state.chat = chat;
     state.lastRendered = "";
     delete $("messages").dataset.seen;
     cancelReply();
-    document.querySelectorAll(".chat-tab").forEach((b) => b.classList.toggle("active", b.dataset.chat === chat));
+    document.querySelectorAll(".chat-tab").forEach((b) => {
+      b.classList.toggle("active", b.dataset.chat === chat);
+      if (b.dataset.chat === chat) $("sidebar-toggle-label").textContent = b.textContent;
+    });
     $("send-as").hidden = chat !== "group";
     $("group-hint").hidden = chat !== "group";
     poll();
   }
 
-  document.querySelectorAll(".chat-tab").forEach((b) => b.addEventListener("click", () => switchChat(b.dataset.chat)));
+  document.querySelectorAll(".chat-tab").forEach((b) => b.addEventListener("click", () => {
+    showSidebar(false);
+    switchChat(b.dataset.chat);
+  }));
+  $("sidebar-toggle").addEventListener("click", () => {
+    showSidebar(!document.querySelector(".app").classList.contains("sidebar-open"));
+  });
   $("bot-picker").addEventListener("change", (e) => { state.bot = e.target.value; switchChat(state.chat); });
   $("composer").addEventListener("submit", send);
   $("reply-cancel").addEventListener("click", cancelReply);
