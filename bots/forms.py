@@ -16,12 +16,6 @@ TOKEN_SHAPE_ERROR = (
     "a colon and 35 letters, digits, “_” or “-”, e.g. 123456789:AAH… (paste it whole, "
     "without “bot” in front or spaces inside)."
 )
-TOKEN_AGAIN_ERROR = (
-    "Enter the token again: the Bot API base URL changed, and the stored token is only "
-    "sent to the server it was entered for."
-)
-
-
 def effective_api_base_url(url: str) -> str:
     """Where a bot with this Bot API base URL sends its token (blank: the setting)."""
     return url or settings.TELEGRAM_API_BASE_URL
@@ -33,9 +27,14 @@ class BotForm(SecretFieldsFormMixin):
     server needs the token typed again in the same form: an edit of the URL alone must
     not hand the stored token to a host nobody entered it for."""
 
+    secret_destinations = {"token": "api_base_url"}
+
     class Meta:
         model = Bot
         fields = "__all__"
+
+    def secret_destination(self, url_field: str, value: str) -> str:
+        return effective_api_base_url(value)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -51,16 +50,3 @@ class BotForm(SecretFieldsFormMixin):
         if isinstance(typed, str) and typed and not TOKEN_RE.fullmatch(typed):
             raise forms.ValidationError(TOKEN_SHAPE_ERROR, code="token_shape")
         return typed
-
-    def clean(self) -> dict[str, Any]:
-        # Before the mixin's clean() puts the stored token in place of an empty field.
-        token_left_empty = "token" in self.cleaned_data and not self.cleaned_data["token"]
-        if (
-            self.instance.pk
-            and token_left_empty
-            and "api_base_url" in self.cleaned_data
-            and effective_api_base_url(self.cleaned_data["api_base_url"] or "")
-            != effective_api_base_url(self.instance.api_base_url)
-        ):
-            self.add_error("token", forms.ValidationError(TOKEN_AGAIN_ERROR, code="token_again"))
-        return super().clean()
