@@ -1,6 +1,7 @@
 """The provider interface: persona instructions + history + new message in, text out."""
 
 import logging
+import re
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -48,9 +49,14 @@ class GenerationResult:
                 object.__setattr__(self, name, 0)
 
 
+# Where a markup page starts in an error message: a proxy's or load balancer's error page
+# quoted by the client library. What follows is a remote body, never shown.
+_MARKUP = re.compile(r"<(?:!doctype|html|head|body|title|h1|div|p|pre)\b.*", re.I | re.S)
+
+
 def safe_message(text: str) -> str:
-    """One line, no secret, at most MESSAGE_MAX_LENGTH characters."""
-    text = " ".join(redact(text).split())
+    """One line, no secret, no remote page, at most MESSAGE_MAX_LENGTH characters."""
+    text = " ".join(_MARKUP.sub("(an HTML page, not the provider's answer)", redact(text)).split())
     return text if len(text) <= MESSAGE_MAX_LENGTH else text[: MESSAGE_MAX_LENGTH - 1].rstrip() + "…"
 
 
