@@ -53,8 +53,9 @@
     }
     tr.append(
       statusCell,
-      el("td", {}, [el("a", { href: task.detail_url, textContent: task.name })]),
-      el("td", { textContent: task.bot_username ? "@" + task.bot_username : task.bot }),
+      // <bdi>: a right-to-left override in a name must not flip the rest of the row.
+      el("td", {}, [el("a", { href: task.detail_url }, [el("bdi", { textContent: task.name })])]),
+      el("td", {}, [el("bdi", { textContent: task.bot_username ? "@" + task.bot_username : task.bot })]),
       el("td", {
         className: task.heartbeat_late ? "late" : "",
         title: "seconds since the last poll cycle finished",
