@@ -132,8 +132,9 @@ def bin_run(tmp_path: Path) -> Iterator[BinRun]:
         run.kill()
 
 
-def test_a_web_port_in_use_stops_bin_run_in_one_line_naming_web_port(tmp_path: Path, busy_port: int) -> None:
-    run = BinRun(tmp_path, WEB_PORT=str(busy_port)).start()
+@pytest.mark.parametrize("variable", ["WEB_PORT", "EMULATOR_PORT"])
+def test_a_port_in_use_stops_bin_run_in_one_line_naming_its_variable(variable: str, tmp_path: Path, busy_port: int) -> None:
+    run = BinRun(tmp_path, **{variable: str(busy_port)}).start()
     try:
         code = run.wait(timeout=90)
     finally:
@@ -142,21 +143,8 @@ def test_a_web_port_in_use_stops_bin_run_in_one_line_naming_web_port(tmp_path: P
     assert code == 1
     [line] = run.output().splitlines()
     assert line.startswith(f"[botfleet] port {busy_port} on 127.0.0.1 is already in use")
-    assert "set WEB_PORT to a free port" in line
+    assert f"set {variable} to a free port" in line
     assert list(run.var_dir.iterdir()) == []  # stopped before doing anything
-
-
-def test_an_emulator_port_in_use_stops_bin_run_in_one_line_naming_emulator_port(tmp_path: Path, busy_port: int) -> None:
-    run = BinRun(tmp_path, EMULATOR_PORT=str(busy_port)).start()
-    try:
-        code = run.wait(timeout=90)
-    finally:
-        run.kill()
-
-    assert code == 1
-    [line] = run.output().splitlines()
-    assert line.startswith(f"[botfleet] port {busy_port} on 127.0.0.1 is already in use")
-    assert "set EMULATOR_PORT to a free port" in line
 
 
 @pytest.mark.e2e
