@@ -24,6 +24,11 @@ bootstrap_venv() {
   local stamp=".venv/.installed-$(basename "$requirements_file")"
   local digest
   digest="$(cat requirements*.txt | sha256sum | cut -d' ' -f1)"
+  # The development set includes the runtime one: installed and current, it will do.
+  local dev_stamp=".venv/.installed-requirements-dev.txt"
+  if [ -f "$dev_stamp" ] && [ "$(cat "$dev_stamp")" = "$digest" ]; then
+    stamp="$dev_stamp"
+  fi
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
     echo "[botfleet] installing $requirements_file into .venv"
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements_file"
