@@ -189,6 +189,11 @@ def _said(text: str) -> str:
     return reason if len(reason) <= REASON_LIMIT else reason[: REASON_LIMIT - 1] + "…"
 
 
+def reason_of(failure: Exception) -> str:
+    """Why something from Telegram could not be read or stored, fit to show."""
+    return f"{type(failure).__name__}: {_said(str(failure))}"
+
+
 @contextlib.asynccontextmanager
 async def _translated_errors() -> AsyncIterator[None]:
     try:
@@ -289,7 +294,7 @@ async def get_updates(endpoint: BotEndpoint, *, offset: int, timeout: int, limit
         try:
             polled.updates.append(telegram.Update.de_json(cleaned(item), bot))
         except Exception as failure:
-            polled.unreadable.append((update_id, f"{type(failure).__name__}: {redact(str(failure))[:200]}"))
+            polled.unreadable.append((update_id, reason_of(failure)))
     return polled
 
 
@@ -305,9 +310,9 @@ def cleaned(value: Any) -> Any:
     surrogates (JSON can carry them, UTF-8 and databases cannot) become U+FFFD and NUL
     characters (PostgreSQL text refuses them) go."""
     if isinstance(value, str):
-        if value.isascii():
-            return value.replace("\x00", "") if "\x00" in value else value
-        return _UNPAIRED_SURROGATE.sub("\ufffd", value).replace("\x00", "")
+        if not value.isascii():  # the common case has no surrogate to look for
+            value = _UNPAIRED_SURROGATE.sub("\ufffd", value)
+        return value.replace("\x00", "")
     if isinstance(value, dict):
         return {key: cleaned(item) for key, item in value.items()}
     if isinstance(value, list):

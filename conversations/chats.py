@@ -17,11 +17,12 @@ import telegram
 from django.db.models import Model
 from django.utils import timezone
 
+from bots.telegram import MAX_STORABLE_ID
 from conversations.models import Chat, Delivery, Message, TelegramUser
 
 log = logging.getLogger(__name__)
 
-_SIGNED_64 = range(-(2**63), 2**63)
+_SIGNED_64 = range(-MAX_STORABLE_ID - 1, MAX_STORABLE_ID + 1)
 
 
 def fits(model: type[Model], field: str, value: str | None) -> str:

@@ -38,9 +38,7 @@ def _asked(message: Message) -> ChatTurn:
     if message.chat.is_group:
         text = f"(in the group {quoted(message.chat.title)}) {text}"
     if message.kind == Message.Kind.MEDIA:
-        what = next(
-            (p.strip("[]") for p in wording.MEDIA_PLACEHOLDERS.values() if message.text.startswith(p)), "file"
-        )
+        what = (wording.media_placeholder(message.text) or "[file]").strip("[]")
         text = f"{text}\n\n{wording.MEDIA_NOT_UNDERSTOOD.format(what=what)}"
     return ChatTurn(role=turn.role, text=text, author=turn.author)
 

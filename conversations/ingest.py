@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 import telegram
 from django.db import IntegrityError, transaction
 
+from bots import telegram as bots_telegram
 from bots.models import Bot, BotTask
 from bots.polling import StoredBatch
 from conversations import chats, claims, decisions, replies, wording
 from conversations.models import Message, SkippedUpdate
-from credentials.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def updates_store(
             except Exception as failure:
                 log.warning("bot %s: update %s cannot be stored; skipped", bot.pk, update.update_id,
                             exc_info=True)
-                passed_over.append((update.update_id, f"{type(failure).__name__}: {redact(str(failure))[:200]}"))
+                passed_over.append((update.update_id, bots_telegram.reason_of(failure)))
     if passed_over:
         SkippedUpdate.objects.bulk_create(
             [SkippedUpdate(bot=bot, update_id=None if chats.impossible_ids(i) else i, error=why)

@@ -301,7 +301,7 @@ def _request_with_history(job: _Job) -> GenerationRequest:
 
 
 def _fixed_line(message: Message, persona: Persona) -> str | None:
-    if message.kind == Message.Kind.MEDIA and message.text in wording.MEDIA_PLACEHOLDERS.values():
+    if message.kind == Message.Kind.MEDIA and message.text == wording.media_placeholder(message.text):
         return wording.MEDIA_IN_PRIVATE  # no caption: nothing we can read
     if message.kind == Message.Kind.COMMAND:
         command = message.text.split(maxsplit=1)[0].split("@")[0].lower()

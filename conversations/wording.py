@@ -27,3 +27,8 @@ MEDIA_PLACEHOLDERS = {
     "contact": "[contact]",
     "poll": "[poll]",
 }
+
+
+def media_placeholder(text: str) -> str | None:
+    """The placeholder a stored media message's text starts with (its caption follows)."""
+    return next((p for p in MEDIA_PLACEHOLDERS.values() if text.startswith(p)), None)

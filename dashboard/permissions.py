@@ -9,22 +9,16 @@ the dashboard exactly what the admin would show them.
 - `bots.change_bottask`: Start, Stop and Restart.
 """
 
-from django.contrib.auth.models import AbstractUser, AnonymousUser
-
-User = AbstractUser | AnonymousUser
-
-
-def _staff_with_any(user: User, *perms: str) -> bool:
-    return user.is_active and user.is_staff and any(user.has_perm(perm) for perm in perms)
+from config.permissions import User, staff_may_change, staff_may_view
 
 
 def can_view_tasks(user: User) -> bool:
-    return _staff_with_any(user, "bots.view_bottask", "bots.change_bottask")
+    return staff_may_view(user, "bots.bottask")
 
 
 def can_view_messages(user: User) -> bool:
-    return _staff_with_any(user, "conversations.view_message", "conversations.change_message")
+    return staff_may_view(user, "conversations.message")
 
 
 def can_change_tasks(user: User) -> bool:
-    return _staff_with_any(user, "bots.change_bottask")
+    return staff_may_change(user, "bots.bottask")

@@ -20,6 +20,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from bots.models import Bot, BotTask
+from config.permissions import staff_may_view
 from emulators.telegram import EmulatorClient
 from sandbox import conversation
 from sandbox.emulator import (
@@ -47,11 +48,7 @@ class RegistrationRefused(Exception):
 
 
 def may_use_sandbox(request: HttpRequest) -> bool:
-    user = request.user
-    return (
-        user.is_active and user.is_staff
-        and (user.has_perm("bots.view_bot") or user.has_perm("bots.change_bot"))
-    )
+    return staff_may_view(request.user, "bots.bot")
 
 
 def sandbox_page(view: View) -> View:
