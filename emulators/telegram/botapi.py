@@ -3,15 +3,19 @@
 Each handler takes ``(state, bot, params)`` and returns the ``result`` value or
 raises :class:`~.errors.ApiError`. ``params`` are already decoded to Python types
 (see :func:`.server.decode_params`). Only ``getUpdates`` is asynchronous: it may
-wait on a future that :meth:`.state.EmulatorState.push_update` resolves.
+wait on a future that :meth:`.state.EmulatorState.push_update` resolves. Webhook
+delivery itself lives in :class:`~.state.EmulatorState` (``install_webhook``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import ApiError, bad_request, forbidden
 from .html_entities import EntityParseError, utf16_len
@@ -42,6 +46,8 @@ CHAT_ACTIONS = frozenset(
         "upload_video_note",
     }
 )
+
+SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]*")
 
 WEBHOOK_ACTIVE = "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first"
 
@@ -410,34 +416,52 @@ def get_chat(state: EmulatorState, bot: BotState, params: JSON) -> JSON:
     }
 
 
+def _webhook_url_allowed(url: str) -> bool:
+    """HTTPS, as Telegram demands, or plain HTTP to loopback: the emulator and the bots
+    it tests share the machine, and tests have no certificates."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme != "http":
+        return scheme == "https"
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def set_webhook(state: EmulatorState, bot: BotState, params: JSON) -> bool:
     url = str(params.get("url") or "")
-    if url and not url.lower().startswith("https://"):
+    if url and not _webhook_url_allowed(url):
         raise bad_request("bad webhook: An HTTPS URL must be provided for webhook")
-    if _bool(params, "drop_pending_updates"):
-        bot.pending.clear()
+    secret = str(params.get("secret_token") or "")
+    if len(secret) > 256:
+        raise bad_request("secret token is too long")
+    if not SECRET_TOKEN.fullmatch(secret):
+        raise bad_request("secret token contains unallowed characters")
+    drop = _bool(params, "drop_pending_updates")
     if not url:
-        bot.webhook = None
+        state.install_webhook(bot, None, drop)
         return True
     allowed = params.get("allowed_updates")
     if isinstance(allowed, list):
         bot.allowed_updates = [str(a) for a in allowed] or None
-    bot.webhook = {
+    # Out-of-range max_connections are clamped, as by the Bot API server.
+    connections = min(max(_int(params, "max_connections", 40) or 40, 1), 100)
+    hook = {
         "url": url,
-        "max_connections": _int(params, "max_connections", 40),
-        "secret_token": params.get("secret_token"),
+        "max_connections": connections,
+        "secret_token": secret or None,
         "ip_address": params.get("ip_address"),
     }
-    # An active webhook ends any long poll, like Telegram does.
-    if bot.poller is not None and not bot.poller.done():
-        bot.poller.set_result("timeout")
+    state.install_webhook(bot, hook, drop)
     return True
 
 
 def delete_webhook(state: EmulatorState, bot: BotState, params: JSON) -> bool:
-    if _bool(params, "drop_pending_updates"):
-        bot.pending.clear()
-    bot.webhook = None
+    state.install_webhook(bot, None, _bool(params, "drop_pending_updates"))
     return True
 
 
@@ -453,6 +477,8 @@ def get_webhook_info(state: EmulatorState, bot: BotState, params: JSON) -> JSON:
             info["ip_address"] = bot.webhook["ip_address"]
         if bot.allowed_updates:
             info["allowed_updates"] = list(bot.allowed_updates)
+    if bot.webhook_last_error is not None:
+        info["last_error_date"], info["last_error_message"] = bot.webhook_last_error
     return info
 
 

@@ -37,7 +37,8 @@ class ControlAPI:
         return self._invoke("bots", {})
 
     def bot_status(self, token: str) -> JSON:
-        """``{id, pending_update_count, polling, webhook_url, next_update_id, sent_count, blocked_by}``."""
+        """``{id, pending_update_count, polling, webhook_url, webhook_in_flight,
+        webhook_last_error_date, webhook_last_error_message, next_update_id, sent_count, blocked_by}``."""
         return self._invoke("bot_status", _args(locals()))
 
     def add_user(
@@ -266,6 +267,19 @@ class ControlAPI:
     def updates(self, token: str) -> list[JSON]:
         """Injected updates with ``injected_at``/``delivered_at`` times."""
         return self._invoke("updates", _args(locals()))
+
+    def webhook_deliveries(self, token: str) -> list[JSON]:
+        """Webhook delivery attempts ``{update_id, url, status, error, at}`` (status None: no answer)."""
+        return self._invoke("webhook_deliveries", _args(locals()))
+
+    def configure_webhooks(
+        self,
+        retry_base: float | None = None,
+        retry_cap: float | None = None,
+        timeout: float | None = None,
+    ) -> JSON:
+        """Webhook timing in seconds: first retry delay (doubling up to ``retry_cap``), request timeout."""
+        return self._invoke("configure_webhooks", _args(locals()))
 
     def stats(self) -> JSON:
         """Global counters."""

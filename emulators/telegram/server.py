@@ -29,7 +29,7 @@ from aiohttp.web_request import FileField
 
 from .botapi import METHODS
 from .errors import ApiError
-from .state import EmulatorState, bot_id_from_token
+from .state import EmulatorState, bot_id_from_token, json_bytes
 
 log = logging.getLogger("emulators.telegram")
 
@@ -143,21 +143,11 @@ async def read_params(request: web.Request) -> dict[str, Any]:
     return params
 
 
-def _dumps(payload: Any) -> bytes:
-    # A lone UTF-16 surrogate (a hostile update's text) cannot be UTF-8: send that body
-    # with JSON's \uXXXX escapes instead, as a server that escapes non-ASCII would.
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(payload, separators=(",", ":")).encode("ascii")  # \uXXXX escapes
-
-
 def api_response(
     payload: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.Response(
-        body=_dumps(payload), status=status, headers=headers, content_type="application/json"
+        body=json_bytes(payload), status=status, headers=headers, content_type="application/json"
     )
 
 
@@ -282,7 +272,18 @@ def create_app(state: EmulatorState, *, control_api: bool = True) -> web.Applica
     if control_api:
         app.router.add_route("GET", "/_emulator", handle_control_index)
         app.router.add_route("*", "/_emulator/{op}", handle_control)
+    app.on_startup.append(_resume_webhooks)
+    app.on_cleanup.append(_close_webhook_session)
     return app
+
+
+async def _resume_webhooks(app: web.Application) -> None:
+    # Stopping the server stopped webhook deliveries; a restart carries on with them.
+    app[STATE_KEY].resume_webhooks()
+
+
+async def _close_webhook_session(app: web.Application) -> None:
+    await app[STATE_KEY].close_webhook_session()
 
 
 async def start_server(

@@ -7,6 +7,9 @@ injection resolves immediately. The in-process :class:`~.emulator.TelegramEmulat
 and the HTTP control API both funnel into :meth:`EmulatorState.call_control`,
 so there is exactly one implementation of every control operation.
 
+Webhooks: while a bot has one, its pending updates are POSTed to it by tasks on that
+same loop (``_deliver``), through one lazily made aiohttp session per emulator.
+
 Methods decorated with :func:`control_op` form the control API. Their arguments
 and return values are JSON-friendly (ints, strings, dicts, lists) so they can be
 called over HTTP unchanged.
@@ -15,7 +18,11 @@ called over HTTP unchanged.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
+import json
+import logging
+import os
 import random
 import string
 import time
@@ -23,6 +30,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
+
+import aiohttp
 
 from .html_entities import Entity, utf16_len
 from .text_format import message_entities_for
@@ -32,6 +41,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # Update types delivered when a bot never specified allowed_updates (Bot API default).
 DEFAULT_EXCLUDED_UPDATES = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
+
+log = logging.getLogger("emulators.telegram")
+
+SECRET_TOKEN_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 CONFLICT_POLL = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
 
@@ -112,7 +125,13 @@ class BotState:
     pending: deque[JSON] = field(default_factory=deque)
     # The waiting long-poll, if any. Resolved with "wake" / "timeout" / "conflict".
     poller: asyncio.Future[str] | None = None
+    # {url, max_connections, secret_token, ip_address} while a webhook is set.
     webhook: JSON | None = None
+    # Running webhook deliveries, keyed by id() of the pending update dict: identity,
+    # because a redelivered copy may share its update_id with one still pending.
+    webhook_in_flight: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    webhook_deliveries: list[JSON] = field(default_factory=list)
+    webhook_last_error: tuple[int, str] | None = None  # (unix time, Telegram's words)
     allowed_updates: list[str] | None = None
     # Per chat: message_id -> message dict (user and bot messages share the counter).
     messages: dict[int, dict[int, JSON]] = field(default_factory=dict)
@@ -175,10 +194,17 @@ class EmulatorState:
         seed: int | None = None,
         strict_html_ampersand: bool = True,
         call_log_size: int = 100_000,
+        webhook_retry_base: float = 0.5,
     ) -> None:
         self.rng = random.Random(seed)
         self.strict_html_ampersand = strict_html_ampersand
         self.call_log_size = call_log_size
+        # Webhook delivery timing in seconds (configure_webhooks): the first retry waits
+        # retry_base, each further one twice as long, at most retry_cap.
+        self.webhook_retry_base = webhook_retry_base
+        self.webhook_retry_cap = 10.0
+        self.webhook_timeout = 10.0
+        self._webhook_session: aiohttp.ClientSession | None = None
         self._fault_ids = itertools.count(1)
         # Set on shutdown: getUpdates then answers at once instead of starting a long poll.
         self.closing = False
@@ -279,11 +305,15 @@ class EmulatorState:
     def bot_status(self, token: str) -> JSON:
         """Queue/poll/webhook status of one bot (handy in tests and benchmarks)."""
         bot = self.bot(token)
+        error_date, error_message = bot.webhook_last_error or (None, None)
         return {
             "id": bot.id,
             "pending_update_count": len(bot.pending),
             "polling": bot.poller is not None and not bot.poller.done(),
             "webhook_url": (bot.webhook or {}).get("url", ""),
+            "webhook_in_flight": len(bot.webhook_in_flight),
+            "webhook_last_error_date": error_date,
+            "webhook_last_error_message": error_message,
             "next_update_id": bot.next_update_id,
             "sent_count": len(bot.sent),
             "blocked_by": sorted(bot.blocked_by),
@@ -485,6 +515,7 @@ class EmulatorState:
             poller = bot.poller
             if poller is not None and not poller.done():
                 poller.set_result("wake")
+            self._pump_webhook(bot)
         return update
 
     def confirm_updates(self, bot: BotState, offset: int) -> None:
@@ -565,6 +596,143 @@ class EmulatorState:
                         remaining.append((wanted, count, fut))
                 bot.call_waiters = remaining
         return entry
+
+    # ------------------------------------------------------------------ webhook delivery
+
+    def install_webhook(self, bot: BotState, hook: JSON | None, drop_pending: bool) -> None:
+        """setWebhook (``hook``) / deleteWebhook (None): the new one replaces any previous.
+
+        Running deliveries stop; undelivered updates stay pending (for the new webhook or
+        for getUpdates) unless ``drop_pending``.
+        """
+        self._stop_webhook(bot)
+        if drop_pending:
+            bot.pending.clear()
+        bot.webhook = hook
+        bot.webhook_last_error = None
+        if hook is None:
+            return
+        # An active webhook ends any long poll, like Telegram does.
+        if bot.poller is not None and not bot.poller.done():
+            bot.poller.set_result("timeout")
+        self._pump_webhook(bot)
+
+    def resume_webhooks(self) -> None:
+        """Restart deliveries after the server (re)started; shutdown stopped them."""
+        for bot in self.bots_by_token.values():
+            self._pump_webhook(bot)
+
+    def _stop_webhook(self, bot: BotState) -> None:
+        # Cleared here rather than as each task ends: a new webhook may start delivering
+        # the same updates before the cancelled tasks have run their last step.
+        for task in bot.webhook_in_flight.values():
+            task.cancel()
+        bot.webhook_in_flight.clear()
+
+    def _pump_webhook(self, bot: BotState) -> None:
+        """Start deliveries of pending updates, oldest first, at most max_connections at once."""
+        hook = bot.webhook
+        if hook is None or self.closing:
+            return
+        in_flight = bot.webhook_in_flight
+        for update in bot.pending:
+            if len(in_flight) >= hook["max_connections"]:
+                break
+            key = id(update)
+            if key not in in_flight:
+                task = asyncio.get_running_loop().create_task(self._deliver(bot, hook, update))
+                in_flight[key] = task
+                task.add_done_callback(functools.partial(self._delivery_ended, bot, key))
+
+    def _delivery_ended(self, bot: BotState, key: int, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:  # pragma: no cover
+            log.error("webhook delivery crashed (emulator bug)", exc_info=task.exception())
+        # Not ours any more when _stop_webhook ran first (it freed the slots itself).
+        if bot.webhook_in_flight.get(key) is task:
+            del bot.webhook_in_flight[key]
+            self._pump_webhook(bot)  # a slot is free: start the next pending update
+
+    async def _deliver(self, bot: BotState, hook: JSON, update: JSON) -> None:
+        """POST ``update`` until the webhook answers 2xx, backing off between attempts.
+
+        The update keeps its connection slot while it waits, so with max_connections=1 a
+        failing update holds back the later ones, as on Telegram.
+        """
+        failures = 0
+        while True:
+            status, error = await self._post_update(hook, update)
+            now = self.now()
+            bot.webhook_deliveries.append(
+                {
+                    "update_id": update.get("update_id"),
+                    "url": hook["url"],
+                    "status": status,
+                    "error": error,
+                    "at": now,
+                }
+            )
+            if error is None:
+                break
+            bot.webhook_last_error = (int(now), error)
+            await asyncio.sleep(min(self.webhook_retry_base * 2**failures, self.webhook_retry_cap))
+            failures += 1
+        for index, pending in enumerate(bot.pending):
+            if pending is update:  # identity: a redelivered copy may share the update_id
+                del bot.pending[index]
+                break
+        update_id = update.get("update_id")  # a redelivered hostile update may lack a number
+        record = bot.injected_by_id.get(update_id) if isinstance(update_id, int) else None
+        if record is not None and record["delivered_at"] is None:
+            record["delivered_at"] = now
+
+    async def _post_update(self, hook: JSON, update: JSON) -> tuple[int | None, str | None]:
+        """One attempt: ``(status, None)`` on 2xx, else ``(status or None, Telegram's words)``."""
+        headers = {"Content-Type": "application/json"}
+        if hook["secret_token"]:
+            headers[SECRET_TOKEN_HEADER] = hook["secret_token"]
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.webhook_timeout, sock_read=self.webhook_timeout
+        )
+        try:
+            async with self._session().post(
+                hook["url"],
+                data=json_bytes(update),
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,  # Telegram does not follow them either
+            ) as response:
+                await response.read()
+        except aiohttp.ConnectionTimeoutError:
+            return None, "Connection timed out"
+        except TimeoutError:  # aiohttp's read timeouts are TimeoutErrors too
+            return None, "Read timeout expired"
+        except aiohttp.ClientConnectorDNSError as exc:
+            return None, f"Failed to resolve host: {exc.os_error.strerror or exc.os_error}"
+        except aiohttp.ClientOSError as exc:  # refused, reset, unreachable: the OS's words
+            return None, os.strerror(exc.errno) if exc.errno else str(exc)
+        except aiohttp.ClientError as exc:
+            return None, str(exc) or type(exc).__name__
+        if 200 <= response.status < 300:
+            return response.status, None
+        return response.status, (
+            f"Wrong response from the webhook: {response.status} {response.reason or ''}".rstrip()
+        )
+
+    def _session(self) -> aiohttp.ClientSession:
+        # Made lazily: a session belongs to the loop it was created on (the emulator's).
+        if self._webhook_session is None or self._webhook_session.closed:
+            self._webhook_session = aiohttp.ClientSession(
+                # No global cap: max_connections limits each bot.
+                connector=aiohttp.TCPConnector(limit=0),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._webhook_session
+
+    async def close_webhook_session(self) -> None:
+        """Close the delivery session (server cleanup); the next delivery makes a new one."""
+        session, self._webhook_session = self._webhook_session, None
+        if session is not None:
+            await session.close()
 
     # ------------------------------------------------------------------ injections
 
@@ -977,6 +1145,7 @@ class EmulatorState:
         poller = bot.poller
         if poller is not None and not poller.done():
             poller.set_result("wake")
+        self._pump_webhook(bot)
         return update
 
     @control_op
@@ -1268,6 +1437,39 @@ class EmulatorState:
         return list(self.bot(token).injected)
 
     @control_op
+    def webhook_deliveries(self, token: str) -> list[JSON]:
+        """Webhook delivery attempts, oldest first: ``{update_id, url, status, error, at}``.
+
+        ``status`` is the HTTP status (None when no answer came), ``error`` Telegram's
+        ``last_error_message`` for a failed attempt (None for a 2xx answer).
+        """
+        return list(self.bot(token).webhook_deliveries)
+
+    @control_op
+    def configure_webhooks(
+        self,
+        retry_base: float | None = None,
+        retry_cap: float | None = None,
+        timeout: float | None = None,
+    ) -> JSON:
+        """Set webhook delivery timing in seconds (for all bots); returns the settings.
+
+        ``retry_base``: wait before the first retry (then doubling, up to ``retry_cap``);
+        ``timeout``: for connecting and for each read of the answer.
+        """
+        settings = {"retry_base": retry_base, "retry_cap": retry_cap, "timeout": timeout}
+        for name, value in settings.items():
+            if value is not None:
+                if value <= 0:
+                    raise ValueError(f"{name} must be > 0")
+                setattr(self, f"webhook_{name}", float(value))
+        return {
+            "retry_base": self.webhook_retry_base,
+            "retry_cap": self.webhook_retry_cap,
+            "timeout": self.webhook_timeout,
+        }
+
+    @control_op
     def stats(self) -> JSON:
         """Cheap global counters (for benchmarks and health checks)."""
         return {
@@ -1342,8 +1544,9 @@ class EmulatorState:
         self.release_waiters()
 
     def release_waiters(self) -> None:
-        """End every waiting long-poll (answered ``[]``) and cancel control waiters."""
+        """End every waiting long-poll (answered ``[]``), webhook delivery and control waiter."""
         for bot in self.bots_by_token.values():
+            self._stop_webhook(bot)
             if bot.poller is not None and not bot.poller.done():
                 bot.poller.set_result("timeout")
             for _c, _chat, fut in bot.sent_waiters:
@@ -1355,6 +1558,17 @@ class EmulatorState:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def json_bytes(payload: Any) -> bytes:
+    """Compact UTF-8 JSON, as Telegram sends and answers."""
+    # A lone UTF-16 surrogate (a hostile update's text) cannot be UTF-8: send that body
+    # with JSON's \uXXXX escapes instead, as a server that escapes non-ASCII would.
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(payload, separators=(",", ":")).encode("ascii")  # \uXXXX escapes
 
 
 def without_reply(message: JSON) -> JSON:
