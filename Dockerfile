@@ -1,4 +1,6 @@
 # One image for web, worker and beat; the command picks the role (see docker-compose.yml).
+# Secrets (SECRET_KEY, FIELD_ENCRYPTION_KEYS, database and Redis passwords) come from the
+# environment at run time only: none is in the image (.dockerignore keeps var/ and .env out).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -19,4 +21,8 @@ RUN SECRET_KEY=build-only FIELD_ENCRYPTION_KEYS=$(python -c "from cryptography.f
 
 USER botfleet
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# Liveness for the web role (compose overrides it for the worker and beat). /healthz
+# answers for any Host, so the container's own address works.
+HEALTHCHECK --interval=15s --timeout=5s --retries=3 \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2", "--access-logfile", "-"]

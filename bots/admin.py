@@ -25,10 +25,11 @@ def bdi(value: object) -> SafeString:
 class BotAdmin(admin.ModelAdmin):
     form = BotForm
     list_display = (
-        "bot_name", "bot_username", "telegram_id", "persona_name", "credential_name", "token_hint",
+        "bot_name", "bot_username", "telegram_id", "update_mode", "persona_name", "credential_name",
+        "token_hint",
     )
     list_select_related = ("persona", "credential")
-    list_filter = ("persona", "credential")
+    list_filter = ("update_mode", "persona", "credential")
     search_fields = ("name", "username")
     readonly_fields = ("username", "telegram_id", "update_offset", "created_at", "updated_at")
 
@@ -104,6 +105,7 @@ class BotTaskForm(forms.ModelForm):
         fields = (
             "name", "bot", "use_ai", "respond_to_private", "respond_to_mentions",
             "respond_to_replies", "max_response_length", "start_at", "run_until",
+            "drop_pending_updates",
         )
 
     def clean_run_until(self) -> datetime | None:
@@ -128,7 +130,9 @@ class BotTaskAdmin(admin.ModelAdmin):
     search_fields = ("name", "bot__name", "bot__username", "last_error")
     readonly_fields = (
         "status", "messages_processed", "replies_sent", "error_count", "last_error",
-        "last_error_at", "last_run_at", "started_at", "stopped_at", "created_at", "updated_at",
+        "last_error_at", "last_run_at", "started_at", "stopped_at", "webhook_pending_updates",
+        "webhook_last_error", "webhook_last_error_at", "webhook_checked_at", "created_at",
+        "updated_at",
     )
 
     @admin.display(description="name", ordering="name")

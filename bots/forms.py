@@ -6,7 +6,8 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
-from bots.models import Bot
+from bots import webhooks
+from bots.models import Bot, BotTask
 from credentials.forms import SecretFieldsFormMixin
 
 # Telegram's shape: the bot's numeric id, a colon, 35 characters of URL-safe base64.
@@ -43,6 +44,20 @@ class BotForm(SecretFieldsFormMixin):
             token.help_text = (
                 f"{token.help_text} When you change the Bot API base URL, type the token again."
             ).strip()
+
+    def clean_update_mode(self) -> Any:
+        mode = self.cleaned_data.get("update_mode")
+        problem = webhooks.base_url_problem() if mode == Bot.UpdateMode.WEBHOOK else ""
+        if problem:
+            raise forms.ValidationError(problem)
+        if self.instance.pk and "update_mode" in self.changed_data and self.instance.tasks.filter(
+            status=BotTask.Status.RUNNING
+        ).exists():
+            raise forms.ValidationError(
+                "Stop this bot's running task before switching how it gets updates; Start "
+                "then sets up the new mode (and removes the old one)."
+            )
+        return mode
 
     def clean_token(self) -> Any:
         typed = self.cleaned_data.get("token")

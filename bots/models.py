@@ -42,6 +42,19 @@ class Bot(models.Model):
         on_delete=models.SET_NULL,
         verbose_name="AI credential",
     )
+    class UpdateMode(models.TextChoices):
+        POLLING = "polling", "polling (the workers ask Telegram)"
+        WEBHOOK = "webhook", "webhook (Telegram pushes to WEBHOOK_BASE_URL)"
+
+    update_mode = models.CharField(
+        "update mode", max_length=8, choices=UpdateMode.choices, default=UpdateMode.POLLING,
+        help_text="Polling works anywhere. Webhook needs a public HTTPS address (the "
+        "WEBHOOK_BASE_URL setting) and costs nothing while the bot is idle. Stop the "
+        "bot's running task before switching.",
+    )
+    # Telegram sends it with every webhook request (X-Telegram-Bot-Api-Secret-Token);
+    # a new one on every start, so a leaked one dies with the next restart.
+    webhook_secret = EncryptedSecretField(blank=True, editable=False)
     update_offset = models.BigIntegerField(
         default=0,
         editable=False,
@@ -59,6 +72,11 @@ class Bot(models.Model):
     @property
     def effective_api_base_url(self) -> str:
         return self.api_base_url or settings.TELEGRAM_API_BASE_URL
+
+    @property
+    def uses_webhook(self) -> bool:
+        return self.update_mode == self.UpdateMode.WEBHOOK
+
 
 
 class BotTask(models.Model):
@@ -101,6 +119,11 @@ class BotTask(models.Model):
         "run until", null=True, blank=True,
         help_text="Optional. At this time the task stops by itself (status “completed”).",
     )
+    drop_pending_updates = models.BooleanField(
+        "drop pending updates", default=False,
+        help_text="On Start, forget the messages Telegram kept while the bot was not running "
+        "instead of answering them.",
+    )
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
     )
@@ -124,6 +147,12 @@ class BotTask(models.Model):
     # The poller's process must renew the lease by this time, or the supervisor revives it.
     lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    # A webhook task's view from Telegram (getWebhookInfo), read by the supervisor every
+    # WEBHOOK_INFO_INTERVAL and when the task's page opens.
+    webhook_pending_updates = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    webhook_last_error = models.CharField(max_length=300, blank=True, editable=False)
+    webhook_last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    webhook_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

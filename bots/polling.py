@@ -13,9 +13,8 @@ pollers in one UPDATE and ends any poller whose token was replaced (Stop, a revi
 Stop takes effect within that interval, in-flight long poll included. A process that
 dies stops renewing; the supervisor (beat) revives its bots after the lease expires.
 
-Dependencies point one way: conversations stores and answers updates, so it registers
-itself here as the sink (`sink_register`, from its AppConfig.ready); this module never
-imports it.
+Storing goes through bots.updates (the same path as webhook pushes), which hands the
+batch to the sink conversations registers.
 """
 
 import asyncio
@@ -24,16 +23,12 @@ import logging
 import random
 import threading
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
 
-import telegram as ptb
 from django.conf import settings
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from bots import telegram
+from bots import telegram, updates
 from bots.models import Bot, BotTask
 from bots.services import cycle_enqueue, lease_expiry, task_error_record, task_fail
 from config import aio, dbwork
@@ -41,38 +36,6 @@ from config.workers import chore_start, chores_stop, worker_id
 from credentials.encryption import DecryptionError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class StoredBatch:
-    """What the sink stored of one getUpdates batch."""
-
-    new_messages: int = 0  # counted into the task's messages_processed
-    # What the sink needs to answer the messages it claimed for this process (opaque here).
-    to_answer: list[Any] = field(default_factory=list)
-    # Updates that could not be stored, in words: recorded on the task, and passed over.
-    skipped: list[str] = field(default_factory=list)
-
-
-class UpdateSink(Protocol):
-    def store(
-        self, *, task: BotTask, updates: Sequence[ptb.Update], unreadable: Sequence[tuple[int | None, str]]
-    ) -> StoredBatch:
-        """Store the batch (runs inside the write transaction that moves the offset), and
-        keep a trace of the updates that could not be read (update id or None, why)."""
-        ...
-
-    def answer(self, batch: StoredBatch) -> None:
-        """Start answering a stored batch; called on the I/O loop, must not block."""
-        ...
-
-
-_sink: UpdateSink | None = None
-
-
-def sink_register(sink: UpdateSink) -> None:
-    global _sink
-    _sink = sink
 
 
 # --- launching ----------------------------------------------------------------------
@@ -144,8 +107,9 @@ class Poller:
         if batch is None:
             return False
         self.offset = polled.next_offset(self.offset)
-        if batch.to_answer and _sink is not None:
-            _sink.answer(batch)
+        sink = updates.sink()
+        if batch.to_answer and sink is not None:
+            sink.answer(batch)
         return True
 
     async def _failed(self, failure: telegram.TelegramFailure, failures: int) -> bool:
@@ -179,25 +143,15 @@ def _held(task_id: int, token: str) -> QuerySet[BotTask]:
     )
 
 
-def _batch_store(task_id: int, token: str, polled: telegram.Polled) -> StoredBatch | None:
+def _batch_store(task_id: int, token: str, polled: telegram.Polled) -> updates.StoredBatch | None:
     task = _held(task_id, token).select_related("bot").first()
     if task is None:
         return None
-    batch = StoredBatch()
-    if _sink is not None:
-        batch = _sink.store(task=task, updates=polled.updates, unreadable=polled.unreadable)
+    batch = updates.batch_store(task=task, polled=polled, claim=True)
     # After storing, never before: an update Telegram forgets is one we have. Never
     # backwards: an overlapping poller may have moved it further.
     offset = min(polled.next_offset(0), telegram.MAX_STORABLE_ID)
     Bot.objects.filter(pk=task.bot_id, update_offset__lt=offset).update(update_offset=offset)
-    if batch.new_messages:
-        BotTask.objects.filter(pk=task_id).update(
-            messages_processed=F("messages_processed") + batch.new_messages
-        )
-    if batch.skipped:
-        passed_over = ", ".join(batch.skipped)
-        log.warning("task %s: passed over %s", task_id, passed_over)
-        task_error_record(task_id=task_id, error=f"Could not store {passed_over}; passed over.")
     return batch
 
 

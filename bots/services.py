@@ -1,8 +1,11 @@
 """Starting, stopping and recording the health of bot tasks.
 
 The one path used by the admin actions, the management commands and the dashboard.
-Network calls (getMe, deleteWebhook) happen before the database transaction, never
-inside it.
+Network calls (getMe, setWebhook, deleteWebhook) happen outside the database
+transaction, never inside it.
+
+A polling bot's Start enqueues its poller (bots.polling); a webhook bot's Start sets
+the webhook and nothing runs for it until Telegram pushes (bots.webhooks).
 """
 
 import logging
@@ -16,7 +19,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 from kombu.utils.url import maybe_sanitize_url
 
-from bots import telegram
+from bots import telegram, webhooks
 from bots.models import Bot, BotTask, time_label
 from credentials.encryption import DecryptionError
 
@@ -81,6 +84,7 @@ def _start(task: BotTask, *, only_if: str | None) -> BotTask:
         raise BrokerUnavailable(f"Cannot start task #{task.pk}: {settings.REDIS_URL_MISSING}")
     _ensure_no_other_running(task)
     _bot_identify(task)
+    pushed = task.bot.uses_webhook
     token = uuid.uuid4().hex
     now = timezone.now()
     failures: list[str] = []
@@ -92,8 +96,11 @@ def _start(task: BotTask, *, only_if: str | None) -> BotTask:
             started = rows.update(
                 status=BotTask.Status.RUNNING, poll_token=token, poll_owner="", poll_claimed_at=None,
                 # As long as a renewed lease: a poll_cycle queued behind a thousand
-                # Start presses is not revived before it ran.
-                lease_expires_at=lease_expiry(),
+                # Start presses is not revived before it ran. A webhook task has no
+                # poller, hence no lease for the supervisor to revive.
+                lease_expires_at=None if pushed else lease_expiry(),
+                webhook_pending_updates=None, webhook_last_error="", webhook_last_error_at=None,
+                webhook_checked_at=None,
                 started_at=now, stopped_at=None, last_error="", consecutive_failures=0,
                 updated_at=now,
             )
@@ -102,7 +109,8 @@ def _start(task: BotTask, *, only_if: str | None) -> BotTask:
                 if task.status == BotTask.Status.RUNNING:
                     raise TaskError(f"Task #{task.pk} “{task.name}” is already running.")
                 raise TaskError(f"Task #{task.pk} “{task.name}” was not started (it is {task.status}).")
-            transaction.on_commit(lambda: _enqueue_or_undo(task, token, failures))
+            if not pushed:
+                transaction.on_commit(lambda: _enqueue_or_undo(task, token, failures))
     except IntegrityError:
         _ensure_no_other_running(task)  # lost a race with another start: say which
         raise
@@ -143,14 +151,21 @@ def _ensure_no_other_running(task: BotTask) -> None:
 
 
 def _bot_identify(task: BotTask) -> None:
-    """getMe proves the token; deleteWebhook frees getUpdates (Telegram refuses polling
-    while a webhook is set)."""
+    """getMe proves the token. A polling bot deletes any webhook (Telegram refuses
+    getUpdates while one is set); a webhook bot sets its own with a new secret, which
+    also ends a poller of the token anywhere (its getUpdates gets a 409)."""
     bot = task.bot
+    problem = webhooks.base_url_problem() if bot.uses_webhook else ""
+    if problem:
+        raise TaskError(f"Cannot start task #{task.pk}: {problem}")
     try:
         endpoint = telegram.BotEndpoint.of(bot)
         telegram.forget_clients(bot.pk)  # the token may have been edited since
         me = telegram.get_me(endpoint)
-        telegram.delete_webhook(endpoint)
+        if bot.uses_webhook:
+            _webhook_set(bot, endpoint, drop_pending_updates=task.drop_pending_updates)
+        else:
+            telegram.delete_webhook(endpoint, drop_pending_updates=task.drop_pending_updates)
     except (telegram.TokenRejected, DecryptionError) as failure:
         task_fail(task_id=task.pk, error=str(failure))
         raise TaskError(f"Cannot start task #{task.pk}: {failure}") from None
@@ -161,12 +176,25 @@ def _bot_identify(task: BotTask) -> None:
     )
 
 
+def _webhook_set(bot: Bot, endpoint: telegram.BotEndpoint, *, drop_pending_updates: bool) -> None:
+    # Stored first: a push that comes before Start's transaction commits is refused
+    # (403, the task is not running yet) and Telegram sends it again.
+    secret = webhooks.secret_new()
+    bot.webhook_secret = secret
+    bot.save(update_fields=["webhook_secret"])
+    telegram.set_webhook(
+        endpoint, url=webhooks.url_of(bot.pk), secret_token=secret,
+        drop_pending_updates=drop_pending_updates,
+    )
+
+
 def task_stop(*, task: BotTask, completed: bool = False) -> BotTask:
     """Takes effect within POLL_LEASE_RENEW_INTERVAL: the poller's process finds the lease
     gone at its next renewal and ends the poller, long poll in flight included. A
     scheduled task is cancelled (it will not start). `completed`: the supervisor ending a
     task whose "run until" time passed; the status says so."""
     now = timezone.now()
+    was_running = BotTask.objects.filter(pk=task.pk, status=BotTask.Status.RUNNING).exists()
     rows = BotTask.objects.filter(pk=task.pk, status__in=STOPPABLE)
     if completed:
         # Only while the time is still past: an operator may have moved it meanwhile.
@@ -180,7 +208,48 @@ def task_stop(*, task: BotTask, completed: bool = False) -> BotTask:
     if not stopped:
         raise TaskError(f"Task #{task.pk} “{task.name}” is not running (it is {task.status}).")
     log.info("task %s %s", task.pk, "completed (its run-until time passed)" if completed else "stopped")
+    if was_running and task.bot.uses_webhook:
+        _webhook_delete(task)
     return task
+
+
+def _webhook_delete(task: BotTask) -> None:
+    """After the task stopped (pushes are refused from then on): ask Telegram to stop
+    pushing. Telegram out of reach does not undo the Stop; the task says so, and Telegram
+    keeps the updates for the next Start."""
+    try:
+        telegram.delete_webhook(telegram.BotEndpoint.of(task.bot))
+    except (telegram.TelegramFailure, DecryptionError) as failure:
+        task_error_record(task_id=task.pk, error=f"Stopped, but the webhook could not be removed: {failure}")
+        log.warning("task %s: webhook not removed: %s", task.pk, failure)
+
+
+def webhook_infos_refresh(tasks: list[BotTask]) -> None:
+    """Ask Telegram about these webhook tasks' deliveries and record the answers (pending
+    updates, Telegram's last delivery error, a webhook changed behind our back). A
+    rejected token fails the task; other failures are recorded on it, never raised."""
+    endpoints: list[telegram.BotEndpoint] = []
+    asked: list[BotTask] = []
+    for task in tasks:
+        try:
+            endpoints.append(telegram.BotEndpoint.of(task.bot))
+            asked.append(task)
+        except DecryptionError as failure:
+            task_error_record(task_id=task.pk, error=str(failure))
+    for task, answer in zip(asked, webhooks.infos_ask(endpoints), strict=True):
+        if isinstance(answer, telegram.WebhookInfo):
+            problem = webhooks.info_record(task, answer)
+            if problem:
+                task_error_record(task_id=task.pk, error=problem)
+            continue
+        BotTask.objects.filter(pk=task.pk).update(webhook_checked_at=timezone.now())
+        if isinstance(answer, telegram.TokenRejected):
+            task_fail(task_id=task.pk, error=str(answer), only_if=BotTask.Status.RUNNING)
+        elif isinstance(answer, telegram.TelegramFailure):
+            task_error_record(task_id=task.pk, error=f"Could not ask Telegram about the webhook: {answer}")
+        else:
+            log.error("task %s: getWebhookInfo failed unexpectedly", task.pk, exc_info=answer)
+            task_error_record(task_id=task.pk, error="Could not ask Telegram about the webhook; see the log.")
 
 
 def task_restart(*, task: BotTask) -> BotTask:

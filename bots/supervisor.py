@@ -4,7 +4,9 @@
   as `completed`), then start the scheduled tasks whose "start at" time came (through
   the Start service);
 - revive pollers whose lease expired (their process died, or the broker lost the
-  poll_cycle message).
+  poll_cycle message);
+- ask Telegram about each webhook every WEBHOOK_INFO_INTERVAL (pending updates, its
+  last delivery error), a bounded number per round.
 
 Replies and sends whose worker died are the reaper's (conversations.reaper): one rule
 for "stuck", with the rows it is about."""
@@ -15,6 +17,7 @@ import uuid
 from django.db.models import Q
 from django.utils import timezone
 
+from bots import webhooks
 from bots.models import BotTask
 from bots.services import (
     TaskError,
@@ -25,6 +28,7 @@ from bots.services import (
     task_fail,
     task_start_due,
     task_stop,
+    webhook_infos_refresh,
 )
 
 log = logging.getLogger(__name__)
@@ -97,3 +101,10 @@ def pollers_revive() -> list[int]:
             revived.append(task_id)
             log.warning("task %s: poller lease expired; revived", task_id)
     return revived
+
+
+def webhooks_check() -> list[int]:
+    """Task ids whose webhook Telegram was asked about this round."""
+    due = webhooks.infos_due()
+    webhook_infos_refresh(due)
+    return [task.pk for task in due]

@@ -15,6 +15,7 @@ def poll_cycle(task_id: int, token: str) -> None:
 def supervise() -> None:
     supervisor.run_windows_apply()
     supervisor.pollers_revive()
+    supervisor.webhooks_check()
 
 
 @worker_shutting_down.connect

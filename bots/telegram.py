@@ -280,8 +280,13 @@ async def get_updates(endpoint: BotEndpoint, *, offset: int, timeout: int, limit
         },
         read_timeout=timeout + SEND_TIMEOUT,
     )
-    bot = await _clients.get(endpoint)
-    items = raw if isinstance(raw, list) else []
+    return updates_read(raw if isinstance(raw, list) else [], await _clients.get(endpoint))
+
+
+def updates_read(items: Sequence[Any], bot: telegram.Bot | None = None) -> Polled:
+    """Telegram's updates as JSON values (a getUpdates answer, a webhook body), each
+    cleaned and read on its own. `bot`: the PTB client the objects are bound to (a
+    webhook request has none: nothing it reads calls Telegram)."""
     polled = Polled(updates=[], unreadable=[], received=len(items))
     for item in items:
         update_id = item.get("update_id") if isinstance(item, dict) else None
@@ -324,8 +329,42 @@ def get_me(endpoint: BotEndpoint) -> telegram.User:
     return aio.run(_call(endpoint, "get_me"), timeout=SEND_TIMEOUT + 5)  # type: ignore[return-value]
 
 
-def delete_webhook(endpoint: BotEndpoint) -> None:
-    aio.run(_call(endpoint, "delete_webhook"), timeout=SEND_TIMEOUT + 5)
+def delete_webhook(endpoint: BotEndpoint, *, drop_pending_updates: bool = False) -> None:
+    aio.run(
+        _call(endpoint, "delete_webhook", drop_pending_updates=drop_pending_updates),
+        timeout=SEND_TIMEOUT + 5,
+    )
+
+
+def set_webhook(endpoint: BotEndpoint, *, url: str, secret_token: str, drop_pending_updates: bool) -> None:
+    """Telegram pushes this bot's updates to `url` from now on, each request carrying
+    `secret_token`; the same update kinds as polling."""
+    aio.run(
+        _call(
+            endpoint, "set_webhook", url=url, secret_token=secret_token,
+            allowed_updates=ALLOWED_UPDATES, drop_pending_updates=drop_pending_updates,
+        ),
+        timeout=SEND_TIMEOUT + 5,
+    )
+
+
+@dataclass(frozen=True)
+class WebhookInfo:
+    url: str
+    pending_updates: int
+    last_error: str  # Telegram's last delivery error, fit to show ("" when none)
+    last_error_at: dt.datetime | None
+
+
+async def webhook_info(endpoint: BotEndpoint) -> WebhookInfo:
+    """getWebhookInfo (on the I/O loop; `await` it there)."""
+    info: Any = await _call(endpoint, "get_webhook_info")
+    return WebhookInfo(
+        url=str(info.url or ""),
+        pending_updates=max(0, int(info.pending_update_count or 0)),
+        last_error=_said(str(info.last_error_message or "")),
+        last_error_at=info.last_error_date,
+    )
 
 
 async def send_message(

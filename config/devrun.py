@@ -37,7 +37,7 @@ EMULATOR = "telegram"  # the Procfile process this runner starts itself, before 
 PREFIX = "[botfleet]"
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # What a command elsewhere may take from the run file: nothing secret.
-RUN_FILE_VARIABLES = ("DEBUG", "REDIS_URL")
+RUN_FILE_VARIABLES = ("DEBUG", "REDIS_URL", "WEBHOOK_BASE_URL")
 
 
 # --- the run file -------------------------------------------------------------------
@@ -249,6 +249,11 @@ class Runner:
                 env.update(REDIS_URL=redis_server.url, BOTFLEET_EMBEDDED_REDIS="1")
                 print(f"{PREFIX} embedded Redis on {redis_server.url} (set REDIS_URL to use "
                       "your own)", flush=True)
+            # Webhook bots work on a laptop too: the emulator pushes to this web process.
+            env.setdefault(
+                "WEBHOOK_BASE_URL",
+                f"http://{env.get('WEB_HOST') or '127.0.0.1'}:{env.get('WEB_PORT') or '8000'}",
+            )
             run_file_write(var, {n: env[n] for n in RUN_FILE_VARIABLES if env.get(n)})
             return self._processes(env)
         finally:

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "dashboard.middleware.LivenessMiddleware",  # /healthz for any Host (container checks)
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -133,7 +134,7 @@ STORAGES = {
 if not DEBUG:
     # Serves the admin's and dashboard's static files from gunicorn (runserver serves
     # them itself in development).
-    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+    MIDDLEWARE.insert(2, "whitenoise.middleware.WhiteNoiseMiddleware")
     SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -191,6 +192,7 @@ CELERY_TASK_ROUTES = {
     "bots.tasks.poll_cycle": {"queue": "polling"},
     "bots.tasks.*": {"queue": "default"},
     "conversations.tasks.claims_reap": {"queue": "replies"},
+    "conversations.tasks.pushed_answer": {"queue": "replies"},
     "conversations.tasks.scheduled_*": {"queue": "scheduled"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -222,6 +224,20 @@ POLL_LEASE_RENEW_INTERVAL = env.float("POLL_LEASE_RENEW_INTERVAL", default=5.0)
 # How late a renewal may be before the supervisor revives the bot elsewhere: a killed
 # worker's bots poll again within RENEW_INTERVAL + GRACE + SUPERVISOR_INTERVAL seconds.
 POLL_LEASE_GRACE = env.float("POLL_LEASE_GRACE", default=15.0)
+
+# Webhook mode (per bot): the public address Telegram pushes updates to, without a path,
+# e.g. https://bots.example.com. Each webhook bot gets <this>/telegram/webhook/<bot id>/.
+# Telegram only pushes to HTTPS; plain http is accepted for loopback (the emulator).
+# bin/run sets it to its own web address (the emulator pushes there).
+WEBHOOK_BASE_URL: str = (
+    env.str("WEBHOOK_BASE_URL", default="") or RUN_FILE_ENV.get("WEBHOOK_BASE_URL", "")
+).rstrip("/")
+# A webhook request larger than this is passed over (recorded, answered 200 so Telegram
+# does not send it again). Telegram's updates are a few kilobytes.
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
+# How often the supervisor asks Telegram about each webhook (getWebhookInfo: pending
+# updates, Telegram's last delivery error). Idle webhook bots cost nothing else.
+WEBHOOK_INFO_INTERVAL = env.float("WEBHOOK_INFO_INTERVAL", default=600.0)
 
 # --- Answering and sending (conversations.replies, conversations.outbox) ----
 # A worker's claim on a message it answers or sends lasts this long and is renewed every

@@ -5,9 +5,9 @@ class ConversationsConfig(AppConfig):
     name = "conversations"
 
     def ready(self) -> None:
-        # bots.polling hands stored batches up to this app through the registered sink:
+        # bots.updates hands stored batches up to this app through the registered sink:
         # bots never imports conversations.
-        from bots import polling
+        from bots import updates
         from conversations.ingest import ConversationSink
 
-        polling.sink_register(ConversationSink())
+        updates.sink_register(ConversationSink())

@@ -8,8 +8,11 @@ update that cannot be read or stored (checked first for impossible ids, then a s
 each when the batch fails) leaves a SkippedUpdate row saying why, and the poller moves
 past it. The bot's own membership (`my_chat_member`) and group-to-supergroup moves
 update the chat rows (conversations.chats).
-A message that wants an answer is stored already claimed by the storing process
-(GENERATING), which answers it next: no second write to claim it.
+A polled message that wants an answer is stored already claimed by the storing process
+(GENERATING), which answers it next: no second write to claim it. A pushed one (a
+webhook request, in a web process) is stored waiting (PENDING, unclaimed) and handed to
+the workers (conversations.tasks.pushed_answer); if that hand-off is lost, the reaper
+answers it once CLAIM_SECONDS passed.
 """
 
 import logging
@@ -21,7 +24,7 @@ from django.db import IntegrityError, transaction
 
 from bots import telegram as bots_telegram
 from bots.models import Bot, BotTask
-from bots.polling import StoredBatch
+from bots.updates import StoredBatch
 from conversations import chats, claims, decisions, replies, wording
 from conversations.models import Message, SkippedUpdate
 
@@ -43,7 +46,7 @@ class StoredUpdates:
 
 def updates_store(
     *, bot: Bot, task: BotTask, updates: Sequence[telegram.Update],
-    unreadable: Sequence[tuple[int | None, str]] = (),
+    unreadable: Sequence[tuple[int | None, str]] = (), claim: bool = True,
 ) -> StoredUpdates:
     known = set(
         Message.objects.filter(bot=bot, update_id__in=[u.update_id for u in updates])
@@ -65,13 +68,13 @@ def updates_store(
     # the others are stored, and one bad update never holds up the ones behind it.
     try:
         with transaction.atomic():
-            new_messages = _batch_store(bot, task, storable)
+            new_messages = _batch_store(bot, task, storable, claim)
     except Exception:
         new_messages = []
         for update in storable:
             try:
                 with transaction.atomic():
-                    new_messages += _batch_store(bot, task, [update])
+                    new_messages += _batch_store(bot, task, [update], claim)
             except IntegrityError:
                 pass  # stored meanwhile by an overlapping poller
             except Exception as failure:
@@ -84,7 +87,7 @@ def updates_store(
              for i, why in passed_over],
             ignore_conflicts=True,
         )
-    to_answer = [m for m in new_messages if m.reply_state == Message.ReplyState.GENERATING]
+    to_answer = [m for m in new_messages if m.reply_state != Message.ReplyState.NONE]
     skipped = [f"update {i if i is not None else '?'} ({why})" for i, why in passed_over]
     return StoredUpdates(new_messages, to_answer, skipped)
 
@@ -104,7 +107,7 @@ def _unstorable(update: telegram.Update) -> str:
     return ""
 
 
-def _batch_store(bot: Bot, task: BotTask, updates: Sequence[telegram.Update]) -> list[Message]:
+def _batch_store(bot: Bot, task: BotTask, updates: Sequence[telegram.Update], claim: bool) -> list[Message]:
     entries = []
     membership = []
     for update in updates:
@@ -135,7 +138,7 @@ def _batch_store(bot: Bot, task: BotTask, updates: Sequence[telegram.Update]) ->
                     message.reply_to_message.message_id if message.reply_to_message else None
                 ),
                 telegram_date=message.edit_date or message.date,
-                **_answering(task, bot, message, kind),
+                **_answering(task, bot, message, kind, claim),
             )
             for update, message, kind in entries
         )
@@ -157,11 +160,14 @@ def _migration(message: telegram.Message) -> tuple[int, int | None]:
     return message.chat.id, None
 
 
-def _answering(task: BotTask, bot: Bot, message: telegram.Message, kind: str) -> dict[str, object]:
-    """A message that wants an answer is stored claimed by this process, which answers it."""
-    if decisions.reply_wanted(task=task, bot=bot, message=message, kind=kind):
+def _answering(task: BotTask, bot: Bot, message: telegram.Message, kind: str, claim: bool) -> dict[str, object]:
+    """A message that wants an answer is stored claimed by this process, which answers
+    it, or (`claim` off) waiting for a worker."""
+    if not decisions.reply_wanted(task=task, bot=bot, message=message, kind=kind):
+        return {"reply_state": Message.ReplyState.NONE}
+    if claim:
         return {"reply_state": Message.ReplyState.GENERATING, **claims.taken()}
-    return {"reply_state": Message.ReplyState.NONE}
+    return {"reply_state": Message.ReplyState.PENDING}
 
 
 def message_kind(message: telegram.Message, *, edited: bool) -> str:
@@ -186,13 +192,13 @@ def message_text(message: telegram.Message) -> str:
 
 
 class ConversationSink:
-    """What bots.polling hands each stored-to-be batch to (registered in apps.py)."""
+    """What bots.updates hands each stored-to-be batch to (registered in apps.py)."""
 
     def store(
         self, *, task: BotTask, updates: Sequence[telegram.Update],
-        unreadable: Sequence[tuple[int | None, str]],
+        unreadable: Sequence[tuple[int | None, str]], claim: bool,
     ) -> StoredBatch:
-        stored = updates_store(bot=task.bot, task=task, updates=updates, unreadable=unreadable)
+        stored = updates_store(bot=task.bot, task=task, updates=updates, unreadable=unreadable, claim=claim)
         return StoredBatch(
             new_messages=len(stored.new_messages),
             to_answer=[(m.pk, m.chat_id) for m in stored.to_answer],
@@ -201,3 +207,14 @@ class ConversationSink:
 
     def answer(self, batch: StoredBatch) -> None:
         replies.answer_start(batch.to_answer)
+
+    def hand_off(self, batch: StoredBatch) -> None:
+        # Imported here: the tasks module imports the reaper, which imports replies.
+        from conversations.tasks import pushed_answer
+
+        try:
+            pushed_answer.delay([message_id for message_id, _ in batch.to_answer])
+        except Exception:
+            # Stored all the same: the reaper answers it once CLAIM_SECONDS passed.
+            log.warning("could not hand %s pushed message(s) to the workers; the reaper will",
+                        len(batch.to_answer), exc_info=True)

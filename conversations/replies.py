@@ -29,12 +29,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from bots import telegram
 from bots.formatting import FormattedText, reply_parts
 from bots.models import BotTask
 from config import aio, dbwork
+from config.workers import worker_id
 from conversations import claims, context, outbox, wording
 from conversations.models import Message, Persona
 from credentials.encryption import DecryptionError
@@ -103,6 +105,38 @@ def answer_soon(items: Sequence[tuple[int, int]]) -> "Future[None]":
         await answer_start(items)
 
     return aio.submit(answer())
+
+
+def pushed_answer(*, message_ids: Sequence[int], force: bool = False) -> list[int]:
+    """A worker's share of pushed (webhook) messages: claim the ones still waiting and
+    start answering them here. A message behind an earlier one of its chat (by Telegram's
+    update id: concurrent pushes may be stored in either order) that is not answered yet
+    and not by this process waits (returned: the caller asks again shortly), so a chat's
+    answers stay in order even when its messages reach different workers; `force` claims
+    regardless (it waited long enough)."""
+    waiting = Message.objects.filter(
+        pk__in=message_ids, direction=Message.Direction.IN, reply_state=Message.ReplyState.PENDING,
+        claimed_by="",
+    )
+    ready = waiting
+    if not force:
+        earlier_open = Message.objects.filter(
+            chat_id=OuterRef("chat_id"), direction=Message.Direction.IN,
+            update_id__lt=OuterRef("update_id"),
+            reply_state__in=OPEN_STATES,
+        ).exclude(claimed_by=worker_id()).exclude(pk__in=message_ids)
+        ready = waiting.filter(~Exists(earlier_open))
+    items = list(
+        claims.take(ready, now=timezone.now(), limit=len(message_ids), reply_state=Message.ReplyState.GENERATING)
+        .values_list("pk", "chat_id")
+    )
+    if items:
+        answer_soon(items)
+    return list(waiting.exclude(pk__in=[pk for pk, _ in items]).values_list("pk", flat=True))
+
+
+# An incoming message in one of these states is still being answered (or waits to be).
+OPEN_STATES = [Message.ReplyState.PENDING, Message.ReplyState.GENERATING, Message.ReplyState.SENDING]
 
 
 def messages_answer(*, message_ids: Sequence[int], timeout: float = 120) -> None:
@@ -252,7 +286,8 @@ def _jobs_load(message_ids: list[int]) -> list[_Job]:
     rows = list(
         claims.mine(Message.objects.filter(pk__in=message_ids, reply_state=Message.ReplyState.GENERATING))
         .select_related("bot__persona", "bot__credential", "chat", "sender")
-        .order_by("id")
+        # Telegram's order: pushes arriving side by side may be stored in either order.
+        .order_by("update_id", "id")
     )
     tasks = {
         task.bot_id: task

@@ -2,13 +2,25 @@
 
 from celery import shared_task
 
-from conversations import broadcasts, reaper
+from conversations import broadcasts, reaper, replies
+
+# Rounds a pushed message waits behind an earlier one of its chat answered elsewhere
+# (a second each) before it is answered regardless.
+PUSHED_MAX_WAITS = 30
 
 
 @shared_task(name="conversations.tasks.claims_reap")
 def claims_reap() -> None:
     """Beat: take over answers and sends whose worker died (their work runs here)."""
     reaper.claims_reap_and_resume()
+
+
+@shared_task(name="conversations.tasks.pushed_answer")
+def pushed_answer(message_ids: list[int], waited: int = 0) -> None:
+    """Webhook pushes stored by the web process: claim them and answer them here."""
+    waiting = replies.pushed_answer(message_ids=message_ids, force=waited >= PUSHED_MAX_WAITS)
+    if waiting:
+        pushed_answer.apply_async((waiting, waited + 1), countdown=1)
 
 
 # --- scheduled messages (queue "scheduled", by the scheduled_* route) ----------------

@@ -14,11 +14,16 @@ from django.core.paginator import Page
 from django.urls import reverse
 from django.utils import timezone
 
-from bots.models import BotTask
+from bots.models import Bot, BotTask
 from dashboard import health, selectors
 
 ACTION_LABELS = {"start": "Start", "stop": "Stop", "restart": "Restart"}
 ERROR_PREVIEW = 200  # characters of the last error shown in the table
+# What "last heartbeat" means for each way of getting updates.
+HEARTBEAT_HINTS = {
+    Bot.UpdateMode.POLLING.value: "when the bot's poller last checked in",
+    Bot.UpdateMode.WEBHOOK.value: "when Telegram last pushed a message",
+}
 
 
 def dashboard_snapshot(
@@ -128,9 +133,11 @@ def task_row(task: BotTask, *, now: datetime, can_act: bool) -> dict[str, Any]:
         "window": task.run_window(),
         "bot": task.bot.name,
         "bot_username": task.bot.username,
+        "mode": task.bot.update_mode,
         "detail_url": reverse("dashboard:task", args=[task.pk]),
         "heartbeat_age_s": age,
         "heartbeat": ago(age),
+        "heartbeat_hint": HEARTBEAT_HINTS[task.bot.update_mode],
         # Running, yet past the time the poller promised to check in by.
         "heartbeat_late": bool(
             task.status == BotTask.Status.RUNNING and task.lease_expires_at

@@ -7,6 +7,7 @@ goes through bots.services (the one path the admin and the commands use too).
 import hmac
 import ipaddress
 from collections.abc import Callable
+from datetime import timedelta
 from functools import wraps
 from typing import Any
 
@@ -18,13 +19,14 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bots.models import BotTask
-from bots.services import TaskError, task_restart, task_start, task_stop
+from bots.services import TaskError, task_restart, task_start, task_stop, webhook_infos_refresh
 from dashboard import charts, health, permissions, selectors
 from dashboard import metrics as fleet_metrics
 from dashboard.snapshot import dashboard_snapshot
@@ -108,6 +110,16 @@ def index_data(request: HttpRequest) -> JsonResponse:
     return JsonResponse(_snapshot(request), json_dumps_params={"ensure_ascii": False})
 
 
+WEBHOOK_INFO_FRESH = timedelta(seconds=10)  # a reload within this does not ask Telegram again
+
+
+def webhook_info_stale(task: BotTask) -> bool:
+    return bool(
+        task.status == BotTask.Status.RUNNING and task.bot.uses_webhook
+        and (task.webhook_checked_at is None or timezone.now() - task.webhook_checked_at > WEBHOOK_INFO_FRESH)
+    )
+
+
 @never_cache
 @tasks_viewer_required
 @require_GET
@@ -116,6 +128,11 @@ def task_detail(request: HttpRequest, task_id: int) -> HttpResponse:
         task = selectors.task_for_detail(task_id=task_id)
     except BotTask.DoesNotExist:
         raise Http404("No such task.") from None
+    if webhook_info_stale(task):
+        # What Telegram says now (pending updates, its last delivery error), not up to
+        # WEBHOOK_INFO_INTERVAL old; a failure to ask is recorded on the task.
+        webhook_infos_refresh([task])
+        task = selectors.task_for_detail(task_id=task_id)
     # The task's health is for whoever may view tasks; what people wrote, and who they
     # are, only for those the admin would show the Messages page to.
     can_read = permissions.can_view_messages(request.user)

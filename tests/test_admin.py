@@ -41,7 +41,10 @@ def test_it_never_renders_the_api_key(admin_client) -> None:  # type: ignore[no-
 
 
 def bot_form_data(bot: Bot, **overrides: str) -> dict[str, str]:
-    return {"name": bot.name, "token": "", "api_base_url": "", "persona": "", "credential": "", **overrides}
+    return {
+        "name": bot.name, "token": "", "api_base_url": "", "persona": "", "credential": "",
+        "update_mode": "polling", **overrides,
+    }
 
 
 def test_it_keeps_the_stored_token_when_the_field_is_left_empty(admin_client) -> None:  # type: ignore[no-untyped-def]
@@ -149,7 +152,7 @@ def test_it_refuses_a_new_token_of_the_wrong_shape_on_edit(admin_client) -> None
 def test_it_accepts_a_token_of_telegram_s_shape(admin_client) -> None:  # type: ignore[no-untyped-def]
     token = f"123456789:{TOKEN_TAIL}"
 
-    response = admin_client.post(reverse("admin:bots_bot_add"), {"name": "Good token", "token": token})
+    response = admin_client.post(reverse("admin:bots_bot_add"), {"name": "Good token", "token": token, "update_mode": "polling"})
 
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert Bot.objects.get(name="Good token").token.reveal() == token

@@ -199,7 +199,7 @@ def test_it_never_sends_the_token_of_a_bot_living_elsewhere(admin_client, telegr
 def bot_added_in_the_admin(admin_client, token: str) -> Bot:  # type: ignore[no-untyped-def]
     response = admin_client.post("/admin/bots/bot/add/", {
         "name": "Admin-made bot", "token": token, "api_base_url": emulator_bot_api_url(),
-        "persona": "", "credential": "",
+        "persona": "", "credential": "", "update_mode": "polling",
     })
     assert response.status_code == 302, response.content.decode()[-3000:]
     return Bot.objects.get(name="Admin-made bot")

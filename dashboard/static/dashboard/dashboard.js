@@ -55,10 +55,13 @@
       statusCell,
       // <bdi>: a right-to-left override in a name must not flip the rest of the row.
       el("td", {}, [el("a", { href: task.detail_url }, [el("bdi", { textContent: task.name })])]),
-      el("td", {}, [el("bdi", { textContent: task.bot_username ? "@" + task.bot_username : task.bot })]),
+      el("td", {}, [
+        el("bdi", { textContent: task.bot_username ? "@" + task.bot_username : task.bot }),
+        el("div", { className: "quiet mode", textContent: task.mode }),
+      ]),
       el("td", {
         className: task.heartbeat_late ? "late" : "",
-        title: "seconds since the last poll cycle finished",
+        title: task.heartbeat_hint,
         textContent: task.heartbeat,
       }),
       el("td", { className: "num", textContent: String(task.messages_processed) }),

@@ -1,0 +1,422 @@
+"""Webhook mode: Telegram pushes a bot's updates to Botfleet (bots.webhooks, bots.views).
+
+The receiving view through Django's test client; Start and Stop against the Telegram
+emulator; end to end (the emulator pushing to a live server, a real worker answering)
+at the bottom."""
+
+import json
+import time
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from bots.models import Bot, BotTask
+from bots.services import TaskError, task_start, task_stop
+from bots.supervisor import webhooks_check
+from conversations.models import Message, SkippedUpdate
+from tests.factories import make_bot, make_persona, make_task
+from tests.support.timing import wait_until
+
+SECRET = "a-webhook-secret_0123456789"
+
+
+def running_webhook_task(**bot_fields: Any) -> BotTask:
+    bot = make_bot(update_mode=Bot.UpdateMode.WEBHOOK, webhook_secret=SECRET, **bot_fields)
+    return make_task(bot, status=BotTask.Status.RUNNING)
+
+
+def push(client: Client, bot_id: int, body: Any, *, secret: str | None = SECRET, raw: bytes | None = None) -> Any:
+    headers = {"HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN": secret} if secret is not None else {}
+    data = raw if raw is not None else json.dumps(body)
+    return client.post(
+        reverse("telegram-webhook", args=[bot_id]), data=data, content_type="application/json", **headers
+    )
+
+
+def private_update(update_id: int, text: str, *, user_id: int = 501) -> dict[str, Any]:
+    user = {"id": user_id, "is_bot": False, "first_name": "Ann"}
+    return {
+        "update_id": update_id,
+        "message": {
+            "message_id": update_id, "date": int(time.time()), "text": text,
+            "chat": {"id": user_id, "type": "private", "first_name": "Ann"}, "from": user,
+        },
+    }
+
+
+# --- the receiving view -------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_push_without_the_bots_secret() -> None:
+    task = running_webhook_task()
+    client = Client()
+
+    missing = push(client, task.bot_id, private_update(1, "hi"), secret=None)
+    wrong = push(client, task.bot_id, private_update(2, "hi"), secret="not-the-secret")
+    unknown = push(client, task.bot_id + 1000, private_update(3, "hi"))
+
+    assert [missing.status_code, wrong.status_code, unknown.status_code] == [403, 403, 403]
+    assert not Message.objects.exists()
+
+
+@pytest.mark.django_db
+def test_it_refuses_pushes_for_a_stopped_bot_or_a_polling_one() -> None:
+    stopped = running_webhook_task()
+    BotTask.objects.filter(pk=stopped.pk).update(status=BotTask.Status.STOPPED)
+    polling = make_task(make_bot(webhook_secret=SECRET), status=BotTask.Status.RUNNING)
+    client = Client()
+
+    assert push(client, stopped.bot_id, private_update(1, "hi")).status_code == 403
+    assert push(client, polling.bot_id, private_update(2, "hi")).status_code == 403
+    assert not Message.objects.exists()
+
+
+@pytest.mark.django_db
+def test_it_takes_only_posts() -> None:
+    task = running_webhook_task()
+
+    response = Client().get(
+        reverse("telegram-webhook", args=[task.bot_id]), HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN=SECRET
+    )
+
+    assert response.status_code == 405
+
+
+@pytest.mark.django_db
+def test_it_stores_a_pushed_message_once_waiting_for_a_worker() -> None:
+    task = running_webhook_task()
+    client = Client(enforce_csrf_checks=True)  # Telegram has no CSRF token
+
+    first = push(client, task.bot_id, private_update(7, "Hello there"))
+    again = push(client, task.bot_id, private_update(7, "Hello there"))  # Telegram retried it
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    stored = Message.objects.get(bot_id=task.bot_id)
+    assert (stored.update_id, stored.text) == (7, "Hello there")
+    assert stored.reply_state == Message.ReplyState.PENDING
+    assert stored.claimed_by == ""  # a worker claims it, never the web process
+    task.refresh_from_db()
+    assert task.messages_processed == 1
+    assert task.last_run_at is not None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"<html>not json</html>", "not JSON"),
+        (b"[1, 2, 3]", "not an update"),
+        (b"[" * 100_000, "not JSON"),
+        (json.dumps({"update_id": "x"}).encode(), "is not a positive number"),
+        (json.dumps({"update_id": 9, "message": {"chat": "nonsense"}}).encode(), "update 9"),
+    ],
+)
+def test_it_answers_200_to_a_body_that_is_not_an_update_and_records_why(raw: bytes, reason: str) -> None:
+    task = running_webhook_task()
+
+    response = push(Client(), task.bot_id, None, raw=raw)
+
+    assert response.status_code == 200  # anything else and Telegram sends it forever
+    assert not Message.objects.exists()
+    assert SkippedUpdate.objects.filter(bot_id=task.bot_id).count() == 1
+    task.refresh_from_db()
+    assert reason in task.last_error
+
+
+@pytest.mark.django_db
+def test_it_passes_over_a_body_beyond_the_size_cap(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.WEBHOOK_MAX_BODY_BYTES = 2000
+    task = running_webhook_task()
+
+    response = push(Client(), task.bot_id, private_update(5, "x" * 3000))
+
+    assert response.status_code == 200
+    assert not Message.objects.exists()
+    task.refresh_from_db()
+    assert "more than 2000 bytes" in task.last_error
+
+
+@pytest.mark.django_db
+def test_it_stores_a_group_message_that_wants_no_answer_as_log_only() -> None:
+    task = running_webhook_task()
+    update = private_update(11, "people talking among themselves")
+    update["message"]["chat"] = {"id": -100200, "type": "group", "title": "Team"}
+
+    assert push(Client(), task.bot_id, update).status_code == 200
+
+    stored = Message.objects.get(bot_id=task.bot_id)
+    assert stored.reply_state == Message.ReplyState.NONE
+
+
+# --- the admin ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_it_refuses_webhook_mode_without_a_base_url(admin_client, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.WEBHOOK_BASE_URL = ""
+    bot = make_bot()
+
+    response = admin_client.post(reverse("admin:bots_bot_change", args=[bot.pk]), {
+        "name": bot.name, "token": "", "api_base_url": "", "persona": "", "credential": "",
+        "update_mode": "webhook",
+    })
+
+    assert response.status_code == 200
+    assert "Webhook mode needs the WEBHOOK_BASE_URL setting" in response.content.decode()
+    bot.refresh_from_db()
+    assert bot.update_mode == Bot.UpdateMode.POLLING
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_plain_http_base_url_that_is_not_loopback(admin_client, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.WEBHOOK_BASE_URL = "http://bots.example.com"
+    bot = make_bot()
+
+    response = admin_client.post(reverse("admin:bots_bot_change", args=[bot.pk]), {
+        "name": bot.name, "token": "", "api_base_url": "", "persona": "", "credential": "",
+        "update_mode": "webhook",
+    })
+
+    assert "must be an https:// address" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_it_refuses_switching_modes_while_the_bot_runs(admin_client, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.WEBHOOK_BASE_URL = "https://bots.example.com"
+    bot = make_bot()
+    make_task(bot, status=BotTask.Status.RUNNING)
+
+    response = admin_client.post(reverse("admin:bots_bot_change", args=[bot.pk]), {
+        "name": bot.name, "token": "", "api_base_url": "", "persona": "", "credential": "",
+        "update_mode": "webhook",
+    })
+
+    assert "running task before switching how it gets updates" in response.content.decode()
+    bot.refresh_from_db()
+    assert bot.update_mode == Bot.UpdateMode.POLLING
+
+
+# --- Start and Stop against the emulator ----------------------------------------------------
+
+
+@pytest.fixture
+def webhook_bot(telegram_api, settings) -> tuple[Bot, dict[str, Any]]:  # type: ignore[no-untyped-def]
+    settings.WEBHOOK_BASE_URL = "http://127.0.0.1:9"  # nothing listens: these tests never push
+    info = telegram_api.add_bot(first_name="Hooked")
+    bot = make_bot(
+        token=info["token"], api_base_url=telegram_api.base_url, update_mode=Bot.UpdateMode.WEBHOOK,
+        persona=make_persona(),
+    )
+    return bot, info
+
+
+def bot_api(telegram_api: Any, token: str, method: str, **params: Any) -> Any:
+    """A Bot API call as another program holding the token would make it."""
+    answer = httpx.post(f"{telegram_api.base_url}{token}/{method}", json=params, timeout=10).json()
+    assert answer["ok"], answer
+    return answer["result"]
+
+
+@pytest.mark.django_db
+def test_it_sets_the_webhook_with_a_new_secret_on_every_start(telegram_api, webhook_bot) -> None:  # type: ignore[no-untyped-def]
+    bot, info = webhook_bot
+    task = make_task(bot)
+
+    task_start(task=task)
+    first_secret = Bot.objects.get(pk=bot.pk).webhook_secret.reveal()
+    task_stop(task=task)
+    task_start(task=task)
+    second_secret = Bot.objects.get(pk=bot.pk).webhook_secret.reveal()
+
+    status = telegram_api.bot_status(info["token"])
+    assert status["webhook_url"] == f"http://127.0.0.1:9/telegram/webhook/{bot.pk}/"
+    assert first_secret and second_secret and first_secret != second_secret
+    task.refresh_from_db()
+    assert task.status == BotTask.Status.RUNNING
+    assert task.lease_expires_at is None  # nothing to revive: no poller runs for it
+
+
+@pytest.mark.django_db
+def test_it_deletes_the_webhook_on_stop_and_refuses_pushes_after(telegram_api, webhook_bot) -> None:  # type: ignore[no-untyped-def]
+    bot, info = webhook_bot
+    task = make_task(bot)
+    task_start(task=task)
+    secret = Bot.objects.get(pk=bot.pk).webhook_secret.reveal()
+
+    task_stop(task=task)
+
+    assert telegram_api.bot_status(info["token"])["webhook_url"] == ""
+    assert push(Client(), bot.pk, private_update(1, "late"), secret=secret).status_code == 403
+
+
+@pytest.mark.django_db
+def test_it_removes_the_webhook_when_the_bot_goes_back_to_polling(telegram_api, webhook_bot, settings) -> None:  # type: ignore[no-untyped-def]
+    bot, info = webhook_bot
+    bot_api(telegram_api, info["token"], "setWebhook", url="https://elsewhere.example.com/hook")
+    Bot.objects.filter(pk=bot.pk).update(update_mode=Bot.UpdateMode.POLLING)
+
+    task_start(task=make_task(bot))
+
+    assert telegram_api.bot_status(info["token"])["webhook_url"] == ""
+
+
+@pytest.mark.django_db
+def test_it_drops_pending_updates_on_start_when_the_task_says_so(telegram_api, webhook_bot) -> None:  # type: ignore[no-untyped-def]
+    bot, info = webhook_bot
+    telegram_api.send_private_message(info["token"], "sent while the bot was off")
+
+    task_start(task=make_task(bot, drop_pending_updates=True))
+
+    assert telegram_api.bot_status(info["token"])["pending_update_count"] == 0
+
+
+@pytest.mark.django_db
+def test_it_says_why_a_webhook_bot_cannot_start_without_a_base_url(webhook_bot, settings) -> None:  # type: ignore[no-untyped-def]
+    bot, _ = webhook_bot
+    settings.WEBHOOK_BASE_URL = ""
+    task = make_task(bot)
+
+    with pytest.raises(TaskError, match="WEBHOOK_BASE_URL"):
+        task_start(task=task)
+
+    task.refresh_from_db()
+    assert task.status == BotTask.Status.PENDING
+
+
+@pytest.mark.django_db
+def test_it_records_what_telegram_says_about_the_webhook(telegram_api, webhook_bot) -> None:  # type: ignore[no-untyped-def]
+    bot, info = webhook_bot
+    task = make_task(bot)
+    task_start(task=task)
+    telegram_api.send_private_message(info["token"], "waiting at Telegram")
+
+    asked = webhooks_check()
+
+    assert asked == [task.pk]
+    task.refresh_from_db()
+    assert task.webhook_pending_updates == 1
+    assert task.webhook_checked_at is not None
+    assert webhooks_check() == []  # asked again only after WEBHOOK_INFO_INTERVAL
+
+
+@pytest.mark.django_db
+def test_it_notices_a_webhook_changed_behind_its_back(telegram_api, webhook_bot) -> None:  # type: ignore[no-untyped-def]
+    bot, info = webhook_bot
+    task = make_task(bot)
+    task_start(task=task)
+    bot_api(telegram_api, info["token"], "deleteWebhook")
+
+    webhooks_check()
+
+    task.refresh_from_db()
+    assert "webhook for this bot was removed by another program" in task.last_error
+
+
+# --- nothing lost when the hand-off to the workers fails -----------------------------------
+
+
+@pytest.mark.django_db
+def test_it_answers_a_push_whose_hand_off_was_lost_through_the_reaper(monkeypatch, settings) -> None:  # type: ignore[no-untyped-def]
+    from conversations import reaper, tasks
+
+    def broker_down(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(tasks.pushed_answer, "delay", broker_down)
+    task = running_webhook_task()
+
+    assert push(Client(), task.bot_id, private_update(3, "still there?")).status_code == 200
+    waiting = Message.objects.get(bot_id=task.bot_id)
+    reaped = reaper.claims_reap(now=waiting.updated_at + timedelta(seconds=settings.CLAIM_SECONDS + 1))
+
+    assert [message_id for message_id, _ in reaped.answers] == [waiting.pk]
+
+
+# --- end to end: the emulator pushes, a real worker answers ---------------------------------
+
+
+@pytest.fixture
+def pushed_bot(live_server, telegram_api, settings) -> tuple[Bot, dict[str, Any]]:  # type: ignore[no-untyped-def]
+    settings.WEBHOOK_BASE_URL = live_server.url
+    info = telegram_api.add_bot(first_name="Pushed")
+    bot = make_bot(
+        token=info["token"], api_base_url=telegram_api.base_url, update_mode=Bot.UpdateMode.WEBHOOK,
+        persona=make_persona(greeting="Hello from the persona!"),
+    )
+    return bot, info
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(90)
+def test_it_answers_pushed_messages_once_each_in_order(celery_worker, telegram_api, pushed_bot) -> None:  # type: ignore[no-untyped-def]
+    bot, info = pushed_bot
+    task = make_task(bot)
+    task_start(task=task)
+
+    first = telegram_api.send_private_message(info["token"], "first")
+    chat_id = first["message"]["chat"]["id"]
+    telegram_api.send_private_message(info["token"], "second", user_id=first["message"]["from"]["id"])
+    sent = telegram_api.wait_for_sent(info["token"], 2, chat_id=chat_id, timeout=30)
+    time.sleep(1.5)  # room for a duplicate to show up, if there were one
+
+    assert [m["text"] for m in telegram_api.sent_messages(info["token"], chat_id=chat_id)] == [
+        m["text"] for m in sent
+    ]
+    assert [m["text"] for m in sent] == ["[offline reply] You said: first", "[offline reply] You said: second"]
+    assert set(Message.objects.filter(bot=bot, direction="in").values_list("reply_state", flat=True)) == {
+        Message.ReplyState.REPLIED
+    }
+    assert telegram_api.bot_status(info["token"])["pending_update_count"] == 0  # all acknowledged
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(90)
+def test_the_sandbox_chats_with_a_webhook_bot(celery_worker, telegram_api, pushed_bot, admin_client, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.SANDBOX_EMULATOR_URL = telegram_api.url
+    bot, info = pushed_bot
+    task_start(task=make_task(bot))
+
+    response = admin_client.post(
+        reverse("sandbox:send", args=[bot.pk]), {"text": "/start", "chat": "private"},
+        content_type="application/json",
+    )
+
+    assert response.status_code == 200
+    messages_url = reverse("sandbox:messages", args=[bot.pk]) + "?chat=private"
+    lines = wait_until(lambda: [
+        line["text"] for line in admin_client.get(messages_url).json()["messages"] if line["text"] != "/start"
+    ], timeout=30)
+    assert lines == ["Hello from the persona!"]
+
+
+# --- the dashboard ---------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_task_page_shows_telegrams_delivery_error_and_waiting_updates(admin_client, telegram_api, webhook_bot) -> None:  # type: ignore[no-untyped-def]
+    bot, info = webhook_bot  # its webhook points at a port nobody listens on
+    task = make_task(bot)
+    task_start(task=task)
+    telegram_api.send_private_message(info["token"], "anyone there?")
+    wait_until(lambda: telegram_api.bot_status(info["token"])["webhook_last_error_message"], timeout=10)
+
+    page = admin_client.get(reverse("dashboard:task", args=[task.pk])).content.decode()
+
+    assert "webhook (Telegram pushes them)" in page
+    assert "1 update waiting at Telegram" in page
+    assert "Connection refused" in page
+
+
+@pytest.mark.django_db
+def test_the_dashboard_shows_each_tasks_update_mode(admin_client) -> None:  # type: ignore[no-untyped-def]
+    running_webhook_task()
+    make_task(make_bot())
+
+    rows = admin_client.get(reverse("dashboard:data")).json()["tasks"]
+
+    assert sorted(row["mode"] for row in rows) == ["polling", "webhook"]
