@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 PATH_PREFIX = "telegram/webhook/"  # config.urls routes <prefix><bot id>/ to the receiving view
 SECRET_HEADER = "HTTP_X_TELEGRAM_BOT_API_SECRET_TOKEN"  # as Django's request.META names it
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+TELEGRAM_WEBHOOK_PORTS = (443, 80, 88, 8443)  # the only ones Telegram pushes to
 INFO_CHECKS_PER_ROUND = 200  # getWebhookInfo calls per supervisor round, side by side
 
 
@@ -43,10 +44,19 @@ def base_url_problem() -> str:
     if not base:
         return WEBHOOK_BASE_URL_MISSING
     parts = urlsplit(base)
-    if parts.hostname and (parts.scheme == "https" or (
-        parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
-    )):
-        return ""
+    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
+        return ""  # the emulator (bin/run, tests)
+    if parts.scheme == "https" and parts.hostname:
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if port in (None, *TELEGRAM_WEBHOOK_PORTS):
+            return ""
+        return (
+            f"Telegram pushes only to ports 443, 80, 88 and 8443; WEBHOOK_BASE_URL “{base}” "
+            "names another. Put a proxy on one of those ports in front of Botfleet."
+        )
     return (
         f"WEBHOOK_BASE_URL must be an https:// address Telegram can reach (plain http only "
         f"on loopback, for the emulator); it is “{base}”."

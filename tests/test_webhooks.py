@@ -14,6 +14,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from bots import webhooks
 from bots.models import Bot, BotTask
 from bots.services import TaskError, task_start, task_stop
 from bots.supervisor import webhooks_check
@@ -420,3 +421,20 @@ def test_the_dashboard_shows_each_tasks_update_mode(admin_client) -> None:  # ty
     rows = admin_client.get(reverse("dashboard:data")).json()["tasks"]
 
     assert sorted(row["mode"] for row in rows) == ["polling", "webhook"]
+
+
+@pytest.mark.parametrize(
+    ("base", "accepted"),
+    [
+        ("https://bots.example.com", True),
+        ("https://bots.example.com:8443", True),
+        ("http://127.0.0.1:8000", True),
+        ("https://bots.example.com:9000", False),
+        ("http://bots.example.com", False),
+        ("ftp://bots.example.com", False),
+    ],
+)
+def test_it_accepts_only_base_urls_telegram_pushes_to(settings, base: str, accepted: bool) -> None:  # type: ignore[no-untyped-def]
+    settings.WEBHOOK_BASE_URL = base
+
+    assert (webhooks.base_url_problem() == "") is accepted
