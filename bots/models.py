@@ -6,11 +6,26 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from timezone_field import TimeZoneField
 
 from credentials.fields import EncryptedSecretField, HttpsURLField
 
 # Three Telegram messages: a long AI answer arrives whole, in parts, instead of cut at one.
 DEFAULT_MAX_RESPONSE_LENGTH = 12_000
+
+
+def telegram_ids(text: str) -> frozenset[int]:
+    """The ids of a comma-separated list (what the validator accepted)."""
+    return frozenset(int(part) for part in text.replace(" ", "").split(",") if part)
+
+
+def telegram_ids_validate(text: str) -> None:
+    for part in text.replace(" ", "").split(","):
+        if part and not (part.isdigit() and 0 < int(part) < 2**63):
+            raise ValidationError(
+                f"“{part}” is not a Telegram user id: write the numbers only, separated by "
+                "commas (a user id is a positive number; @BotFather-style @names are not ids)."
+            )
 
 
 class Bot(models.Model):
@@ -55,6 +70,40 @@ class Bot(models.Model):
     # Telegram sends it with every webhook request (X-Telegram-Bot-Api-Secret-Token);
     # a new one on every start, so a leaked one dies with the next restart.
     webhook_secret = EncryptedSecretField(blank=True, editable=False)
+    # --- who may talk to the bot, and how much (the policy app applies these) ---
+    class AccessMode(models.TextChoices):
+        OPEN = "open", "open: anyone may talk to the bot"
+        ALLOWLIST = "allowlist", "allow list: only the users and chats allowed below"
+
+    access_mode = models.CharField(
+        "access", max_length=9, choices=AccessMode.choices, default=AccessMode.OPEN,
+        help_text="Deny rules below always win. The bot's operators are always allowed.",
+    )
+    daily_messages_per_user = models.PositiveIntegerField(
+        "messages a day per user", default=0,
+        help_text="AI answers a person gets per day (0 = unlimited). Per-user quotas below override it.",
+    )
+    daily_tokens_per_user = models.PositiveIntegerField(
+        "tokens a day per user", default=0,
+        help_text="AI tokens (prompt and answer) a person may use per day (0 = unlimited). "
+        "Checked before each answer, so the answer that crosses it still goes out.",
+    )
+    daily_messages_per_group = models.PositiveIntegerField(
+        "messages a day per group", default=0,
+        help_text="AI answers one group chat gets per day, whoever asks (0 = unlimited).",
+    )
+    time_zone = TimeZoneField(
+        default="UTC", use_pytz=False, help_text="Quotas' days start at midnight in this time zone.",
+    )
+    admin_telegram_ids = models.CharField(
+        "operators' Telegram ids", max_length=500, blank=True, validators=[telegram_ids_validate],
+        help_text="Comma-separated Telegram user ids of the people who may run operator "
+        "commands (/status, /stats, /pause, /allow, /broadcast…) in a private chat with the bot.",
+    )
+    paused_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="Set by an operator's /pause: the bot logs messages but answers only operators.",
+    )
     update_offset = models.BigIntegerField(
         default=0,
         editable=False,
@@ -76,6 +125,10 @@ class Bot(models.Model):
     @property
     def uses_webhook(self) -> bool:
         return self.update_mode == self.UpdateMode.WEBHOOK
+
+    @property
+    def operator_ids(self) -> frozenset[int]:
+        return telegram_ids(self.admin_telegram_ids)
 
 
 

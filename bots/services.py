@@ -19,7 +19,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 from kombu.utils.url import maybe_sanitize_url
 
-from bots import telegram, webhooks
+from bots import command_menu, telegram, webhooks
 from bots.models import Bot, BotTask, time_label
 from credentials.encryption import DecryptionError
 
@@ -174,6 +174,19 @@ def _bot_identify(task: BotTask) -> None:
     Bot.objects.filter(pk=bot.pk).update(
         telegram_id=me.id, username=me.username or "", first_name=me.first_name or ""
     )
+    _menu_set(task, endpoint)
+
+
+def _menu_set(task: BotTask, endpoint: telegram.BotEndpoint) -> None:
+    """The command menu (users' commands; operators' in their chats). Only a courtesy:
+    a refusal is recorded on the task, never a reason not to start."""
+    try:
+        telegram.commands_set(
+            endpoint, users=command_menu.USER_COMMANDS, operators=command_menu.OPERATOR_COMMANDS,
+            operator_ids=sorted(task.bot.operator_ids),
+        )
+    except telegram.TelegramFailure as failure:
+        task_error_record(task_id=task.pk, error=f"Started, but the command menu was not set: {failure}")
 
 
 def _webhook_set(bot: Bot, endpoint: telegram.BotEndpoint, *, drop_pending_updates: bool) -> None:
@@ -250,6 +263,18 @@ def webhook_infos_refresh(tasks: list[BotTask]) -> None:
         else:
             log.error("task %s: getWebhookInfo failed unexpectedly", task.pk, exc_info=answer)
             task_error_record(task_id=task.pk, error="Could not ask Telegram about the webhook; see the log.")
+
+
+def tasks_stop_all() -> list[BotTask]:
+    """The emergency stop: every running task stopped and every scheduled one cancelled,
+    each through task_stop (a task that ended meanwhile is passed over). The stopped."""
+    stopped = []
+    for task in BotTask.objects.filter(status__in=[BotTask.Status.RUNNING, BotTask.Status.SCHEDULED]).select_related("bot"):
+        try:
+            stopped.append(task_stop(task=task))
+        except TaskError:
+            continue
+    return stopped
 
 
 def task_restart(*, task: BotTask) -> BotTask:

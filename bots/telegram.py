@@ -348,6 +348,22 @@ def set_webhook(endpoint: BotEndpoint, *, url: str, secret_token: str, drop_pend
     )
 
 
+def commands_set(endpoint: BotEndpoint, *, users: dict[str, str], operators: dict[str, str],
+                 operator_ids: Sequence[int]) -> None:
+    """Telegram's command menu: `users` for everyone; in each operator's private chat
+    (its id is the operator's user id) the users' commands and `operators`."""
+
+    async def set_all() -> None:
+        everyone = [telegram.BotCommand(name, what) for name, what in users.items()]
+        await _call(endpoint, "set_my_commands", everyone)
+        extra = [telegram.BotCommand(name, what) for name, what in operators.items()]
+        for operator in operator_ids:
+            await _call(endpoint, "set_my_commands", everyone + extra,
+                        scope=telegram.BotCommandScopeChat(operator))
+
+    aio.run(set_all(), timeout=SEND_TIMEOUT * (2 + len(operator_ids)))
+
+
 @dataclass(frozen=True)
 class WebhookInfo:
     url: str

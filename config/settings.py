@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "credentials",
     "conversations",
     "bots",
+    "policy",  # after bots: it adds its inlines to the bot's admin
     "dashboard",
     "sandbox",
 ]

@@ -223,6 +223,8 @@ def message_compose(*, scheduled: ScheduledMessage, fallback: bool = True) -> tu
 def _targets(scheduled: ScheduledMessage) -> QuerySet[Chat]:
     if scheduled.audience == ScheduledMessage.Audience.ALL:
         return Chat.objects.filter(bot_id=scheduled.bot_id, is_active=True)
+    if scheduled.audience == ScheduledMessage.Audience.PRIVATE:
+        return Chat.objects.filter(bot_id=scheduled.bot_id, is_active=True, type=Chat.Type.PRIVATE)
     # Inactive chosen chats still get a (skipped) delivery: the operator sees why.
     return scheduled.chats.filter(bot_id=scheduled.bot_id)
 

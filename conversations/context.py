@@ -1,6 +1,8 @@
 """What the AI is given: the persona's instructions, the bot's identity, and the
 chat's recent history (oldest first), trimmed to a size budget."""
 
+from django.db.models import Q, QuerySet
+
 from conversations import wording
 from conversations.models import Message, Persona
 from credentials.providers import ChatTurn, GenerationRequest
@@ -56,6 +58,19 @@ def quoted(name: str) -> str:
     return f"“{flat}”"
 
 
+RESET = "/reset"
+
+
+def _reset_at(conversation: "QuerySet[Message]", before: int) -> int:
+    """The id of the conversation's last /reset before this message (0: none). The AI
+    sees nothing up to it; the log keeps it all."""
+    resets = conversation.filter(
+        Q(text=RESET) | Q(text__startswith=RESET + " ") | Q(text__startswith=RESET + "@"),
+        id__lt=before, direction=Message.Direction.IN, kind=Message.Kind.COMMAND,
+    )
+    return resets.order_by("-id").values_list("id", flat=True).first() or 0
+
+
 def _turn(message: Message) -> ChatTurn:
     if message.direction == Message.Direction.OUT:
         return ChatTurn(role="model", text=message.text)
@@ -67,10 +82,12 @@ def _turn(message: Message) -> ChatTurn:
 def _history(message: Message, limit: int) -> list[ChatTurn]:
     if limit <= 0:
         return []
+    # A forum topic is a conversation of its own: its history is that topic's.
+    conversation = Message.objects.filter(chat=message.chat, message_thread_id=message.message_thread_id)
+    reset = _reset_at(conversation, message.id)
     earlier = (
-        # A forum topic is a conversation of its own: its history is that topic's.
-        Message.objects.filter(chat=message.chat, id__lt=message.id,
-                               message_thread_id=message.message_thread_id)
+        # After a /reset, nothing up to it, nor the bot's answer to it.
+        conversation.filter(id__lt=message.id, id__gt=reset).exclude(reply_to_id=reset)
         .exclude(kind__in=[Message.Kind.EDITED, Message.Kind.SERVICE])
         .exclude(direction=Message.Direction.OUT, telegram_message_id__isnull=True)  # unsent
         .select_related("sender", "chat")

@@ -37,6 +37,17 @@ class Persona(models.Model):
         default="Sorry, I can't answer right now. Please try again in a moment.",
         help_text="Sent when the AI is unavailable or declines to answer.",
     )
+    not_allowed_reply = models.TextField(
+        "“not allowed” line", blank=True,
+        default="Sorry, this bot only talks to the people it was set up for.",
+        help_text="Sent in a private chat to someone the bot's access rules refuse. Empty: "
+        "say nothing. (Refused messages in groups always get silence.)",
+    )
+    quota_reached_reply = models.TextField(
+        "“quota reached” line", blank=True,
+        default="You have reached today's limit of messages with me. Let's talk again tomorrow!",
+        help_text="Sent once a day to someone over their daily quota; after it, silence. Empty: say nothing.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -108,6 +119,13 @@ class Chat(models.Model):
 class Message(models.Model):
     """The message log: every message a bot received or sent."""
 
+    class Refusal(models.TextChoices):
+        DENIED = "denied", "a deny rule"
+        NOT_ALLOWED = "not_allowed", "not on the allow list"
+        PAUSED = "paused", "the bot is paused"
+        QUOTA = "quota", "daily quota reached"
+        NOT_OPERATOR = "not_operator", "an operator command from someone else"
+
     class Direction(models.TextChoices):
         IN = "in", "Incoming"
         OUT = "out", "Outgoing"
@@ -169,6 +187,10 @@ class Message(models.Model):
     )
     attempts = models.PositiveSmallIntegerField(
         default=0, help_text="Incoming: answering attempts. Outgoing: send attempts."
+    )
+    refusal = models.CharField(
+        max_length=12, choices=Refusal.choices, blank=True, default="",
+        help_text="Incoming: why the bot's policy gave it no AI answer (empty: it did not refuse).",
     )
     # --- the outbox: an outgoing row is a message part to send (conversations.outbox) ---
     send_state = models.CharField(
@@ -280,6 +302,7 @@ class ScheduledMessage(models.Model):
     class Audience(models.TextChoices):
         CHATS = "chats", "The chosen chats"
         ALL = "all", "Every active chat of the bot"
+        PRIVATE = "private", "Every active private chat of the bot"
 
     class Content(models.TextChoices):
         TEXT = "text", "Fixed text"

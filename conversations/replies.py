@@ -26,7 +26,8 @@ import logging
 from collections import defaultdict
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Exists, OuterRef
@@ -37,12 +38,14 @@ from bots.formatting import FormattedText, reply_parts
 from bots.models import BotTask
 from config import aio, dbwork
 from config.workers import worker_id
-from conversations import claims, context, outbox, wording
+from conversations import claims, context, gate, operator_commands, outbox, wording
 from conversations.models import Message, Persona
 from credentials.encryption import DecryptionError
 from credentials.generation import reply_generate_async
 from credentials.models import AICredential
 from credentials.providers import GenerationRequest, ProviderError
+from policy import access, usage
+from policy.access import BotPolicy
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,10 @@ class _Job:
     remote: bool = False  # a networked AI (reads the history): worth a "typing…" first
     skip_state: str = ""  # close without answering, in this state…
     skip_reason: str = ""  # …for this reason
+    policy: BotPolicy | None = None  # the bot's access rules and quotas (conversations.gate)
+    operator_command: str = ""  # an operator's command to run instead of answering
+    refusal: str = ""  # why the gate refused it (Message.Refusal); `fixed` is what is said…
+    refusal_reason: str = ""  # …and this, in words, is recorded on the message
 
 
 # --- entry points ----------------------------------------------------------------------
@@ -224,9 +231,21 @@ async def _chat_answer(chat_id: int, jobs: list[_Job], turn: _Turn) -> None:
 
 async def _answer_one(job: _Job) -> None:
     if job.skip_state:
-        await dbwork.write(_close, job.message.pk, job.skip_state, job.skip_reason)
+        await dbwork.write(_close, job, job.skip_state, job.skip_reason)
         return
-    composition = await _compose(job)
+    if job.operator_command:
+        composition = Composition(text=await operator_commands.run(job.message, job.operator_command))
+    else:
+        if job.fixed is None and job.policy is not None:
+            decision = await gate.admit(job.message, job.persona, job.policy, now=timezone.now())
+            if decision.refusal:
+                job = _refused(job, decision)
+                if job.skip_state:
+                    await dbwork.write(_close, job, job.skip_state, job.skip_reason)
+                    return
+        composition = await _compose(job)
+        if composition.tokens_in or composition.tokens_out:
+            await _tokens_spent(job, composition)
     parts = _parts(composition.text, job) or _parts(job.persona.fallback_reply, job)
     if not parts:  # never an empty message: the persona's fallback is empty too
         await dbwork.write(_close, job.message.pk, Message.ReplyState.FAILED, "Nothing to send.")
@@ -234,6 +253,24 @@ async def _answer_one(job: _Job) -> None:
     rows = await dbwork.write_many("replies.enqueue", _replies_enqueue, (job, composition, parts))
     if rows:
         await outbox.parts_send(rows)
+
+
+async def _tokens_spent(job: _Job, composition: Composition) -> None:
+    if job.policy is None:
+        return
+    tokens = (composition.tokens_in or 0) + (composition.tokens_out or 0)
+    try:
+        await gate.tokens_spent(job.message, job.policy, now=timezone.now(), tokens=tokens)
+    except Exception:
+        # The count of today's tokens is off by this answer; the answer itself is sent.
+        log.warning("message %s: could not count its tokens", job.message.pk, exc_info=True)
+
+
+def _refused(job: _Job, decision: gate.Decision) -> _Job:
+    """The job as the gate refused it: the line to say, or closed in silence."""
+    if decision.line:
+        return replace(job, fixed=decision.line, refusal=decision.refusal, refusal_reason=decision.reason)
+    return replace(job, skip_state=Message.ReplyState.NONE, skip_reason=decision.reason, refusal=decision.refusal)
 
 
 def _parts(text: str, job: _Job) -> list[FormattedText]:
@@ -295,10 +332,11 @@ def _jobs_load(message_ids: list[int]) -> list[_Job]:
             bot_id__in={row.bot_id for row in rows}, status=BotTask.Status.RUNNING
         )
     }
-    return [_job(row, tasks.get(row.bot_id)) for row in rows]
+    policies = access.policies_load({row.bot_id: row.bot for row in rows}.values())
+    return [_job(row, tasks.get(row.bot_id), policies[row.bot_id]) for row in rows]
 
 
-def _job(message: Message, task: BotTask | None) -> _Job:
+def _job(message: Message, task: BotTask | None, policy: BotPolicy | None = None) -> _Job:
     persona = message.bot.persona or Persona(name="default", instructions="You are a helpful assistant.")
     if task is None:
         return _Job(message, persona, skip_state=Message.ReplyState.NONE, skip_reason=TASK_STOPPED)
@@ -309,24 +347,29 @@ def _job(message: Message, task: BotTask | None) -> _Job:
         endpoint = telegram.BotEndpoint.of(message.bot)
     except DecryptionError as failure:
         return _Job(message, persona, skip_state=Message.ReplyState.FAILED, skip_reason=str(failure))
-    fixed = _fixed_line(message, persona)
-    if fixed is not None:
-        return _Job(message, persona, task.max_response_length, endpoint, fixed=fixed)
+    policy = policy or access.policies_load([message.bot])[message.bot_id]
+    job = _Job(message, persona, task.max_response_length, endpoint, policy=policy)
+    decision = gate.decide(message, persona, policy)
+    if decision.refusal:
+        return _refused(job, decision)
+    if decision.operator_command:
+        return replace(job, operator_command=decision.operator_command)
+    if decision.fixed is not None:
+        return replace(job, fixed=decision.fixed)
     credential = message.bot.credential if task.use_ai else None
     if credential is None:
         # No AI for this bot: the persona's own fallback line, never an echo of the
         # message (the offline provider answers only where it was chosen). AI switched
         # off is a choice; AI wanted with no credential is a mistake worth showing.
-        return _Job(message, persona, task.max_response_length, endpoint,
-                    fixed=persona.fallback_reply, fixed_note="" if not task.use_ai else wording.NO_CREDENTIAL)
+        return replace(job, fixed=persona.fallback_reply,
+                       fixed_note="" if not task.use_ai else wording.NO_CREDENTIAL)
     remote = credential.provider != AICredential.Provider.OFFLINE
     # The offline provider never reads the history (its query is the costliest part), so
     # its request is complete now; a remote one is built in the chat's turn.
     request = None if remote else context.generation_request(
         message=message, persona=persona, with_history=False
     )
-    return _Job(message, persona, task.max_response_length, endpoint,
-                credential=credential, request=request, remote=remote)
+    return replace(job, credential=credential, request=request, remote=remote)
 
 
 def _request_with_history(job: _Job) -> GenerationRequest:
@@ -335,18 +378,31 @@ def _request_with_history(job: _Job) -> GenerationRequest:
     return context.generation_request(message=job.message, persona=job.persona, with_history=True)
 
 
-def _fixed_line(message: Message, persona: Persona) -> str | None:
-    if message.kind == Message.Kind.MEDIA and message.text == wording.media_placeholder(message.text):
-        return wording.MEDIA_IN_PRIVATE  # no caption: nothing we can read
-    if message.kind == Message.Kind.COMMAND:
-        command = message.text.split(maxsplit=1)[0].split("@")[0].lower()
-        return {"/start": persona.greeting, "/help": persona.help_reply}.get(command)
-    return None
+def _close(job: _Job, state: str, error: str) -> None:
+    now = timezone.now()
+    closed = claims.mine(Message.objects.filter(pk=job.message.pk)).update(
+        reply_state=state, error=error, refusal=job.refusal, updated_at=now, **claims.RELEASED
+    )
+    if closed and job.refusal and job.policy is not None:
+        usage.usage_record([
+            gate.use_of(job.message, job.policy, day=gate.day_of(job.policy, now), refused=True)
+        ])
 
 
-def _close(message_id: int, state: str, error: str) -> None:
-    claims.mine(Message.objects.filter(pk=message_id)).update(
-        reply_state=state, error=error, updated_at=timezone.now(), **claims.RELEASED
+def _policy_record(answered: list[tuple[_Job, Composition]], now: datetime) -> None:
+    """The gate's refusals that were answered with a line, and the day's usage."""
+    for refusal, reason in {(job.refusal, job.refusal_reason) for job, _ in answered if job.refusal}:
+        Message.objects.filter(
+            pk__in=[job.message.pk for job, _ in answered if (job.refusal, job.refusal_reason) == (refusal, reason)]
+        ).update(refusal=refusal, error=reason)
+    usage.usage_record(
+        gate.use_of(
+            job.message, job.policy, day=gate.day_of(job.policy, now), refused=bool(job.refusal),
+            answered=job.credential is not None and not job.refusal,
+            tokens=(composition.tokens_in or 0) + (composition.tokens_out or 0),
+        )
+        for job, composition in answered
+        if job.policy is not None and (job.refusal or job.credential is not None)
     )
 
 
@@ -358,9 +414,11 @@ def _replies_enqueue(
     ids = [job.message.pk for job, _, _ in replies]
     answering = claims.mine(Message.objects.filter(pk__in=ids, reply_state=Message.ReplyState.GENERATING))
     ours = set(answering.values_list("pk", flat=True))
+    now = timezone.now()
     answering.filter(pk__in=ours).update(
-        reply_state=Message.ReplyState.SENDING, updated_at=timezone.now(), **claims.RELEASED
+        reply_state=Message.ReplyState.SENDING, updated_at=now, **claims.RELEASED
     )
+    _policy_record([(job, composition) for job, composition, _ in replies if job.message.pk in ours], now)
     outgoing = [
         outbox.Outgoing(
             bot=job.message.bot, chat=job.message.chat, parts=parts, endpoint=job.endpoint,

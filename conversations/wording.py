@@ -32,3 +32,5 @@ MEDIA_PLACEHOLDERS = {
 def media_placeholder(text: str) -> str | None:
     """The placeholder a stored media message's text starts with (its caption follows)."""
     return next((p for p in MEDIA_PLACEHOLDERS.values() if text.startswith(p)), None)
+# The answer to /reset (the AI sees nothing of the chat before it from then on).
+CONTEXT_RESET = "Done: I have forgotten our conversation so far. What shall we talk about?"

@@ -47,6 +47,14 @@ class Circuit:
             raise CircuitOpen
         return True
 
+    async def state(self) -> str:
+        """In words, for operators: closed, failing (n in a row) or open."""
+        client = async_redis_client()
+        if await client.exists(self._key("open")):
+            return "open: calls fail at once until the cool-down ends"
+        failures = int(await client.get(self._key("failures")) or 0)
+        return f"closed, {failures} failure(s) in a row" if failures else "healthy"
+
     async def probe_abandon(self) -> None:
         """The probe did not call after all: let the next caller probe."""
         await async_redis_client().delete(self._key("probe"))

@@ -25,6 +25,7 @@ class FleetSummary:
     messages_today: int
     replies_today: int
     errors_today: int
+    refused_today: int
     latency_p50_ms: int | None
     latency_p95_ms: int | None
 
@@ -49,7 +50,8 @@ def fleet_summary(*, now: datetime | None = None) -> FleetSummary:
         incoming=Count("pk", filter=Q(direction=Message.Direction.IN)),
         # A long reply goes out in several parts: count the messages answered.
         replies=Count("reply_to", distinct=True, filter=_sent_reply()),
-        errors=Count("pk", filter=~Q(error="")),
+        errors=Count("pk", filter=~Q(error="") & Q(refusal="")),
+        refused=Count("pk", filter=~Q(refusal="")),
     )
     p50, p95 = latency_percentiles(since=now - timedelta(hours=1), percentiles=(50, 95))
     return FleetSummary(
@@ -57,6 +59,7 @@ def fleet_summary(*, now: datetime | None = None) -> FleetSummary:
         messages_today=messages["incoming"],
         replies_today=messages["replies"],
         errors_today=messages["errors"] + tasks["errors_today"],
+        refused_today=messages["refused"],
         latency_p50_ms=p50,
         latency_p95_ms=p95,
     )

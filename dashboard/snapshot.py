@@ -61,6 +61,7 @@ def _summary(
         "messages_today": summary.messages_today,
         "replies_today": summary.replies_today,
         "errors_today": summary.errors_today,
+        "refused_today": summary.refused_today,
         "ai_latency_p50_ms": summary.latency_p50_ms,
         "ai_latency_p95_ms": summary.latency_p95_ms,
         "queues": queues,
@@ -86,6 +87,7 @@ def _cards(
             "errors", "Errors today", str(summary.errors_today),
             "messages with an error + tasks with a new error", alert=summary.errors_today > 0,
         ),
+        _card("refused", "Refused today", str(summary.refused_today), "access rules, pause, quotas"),
         _card(
             "latency", "AI latency (1 h)",
             _durations(summary.latency_p50_ms, summary.latency_p95_ms), "p50 / p95",

@@ -26,7 +26,14 @@ from django.views.decorators.http import require_GET, require_POST
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bots.models import BotTask
-from bots.services import TaskError, task_restart, task_start, task_stop, webhook_infos_refresh
+from bots.services import (
+    TaskError,
+    task_restart,
+    task_start,
+    task_stop,
+    tasks_stop_all,
+    webhook_infos_refresh,
+)
 from dashboard import charts, health, permissions, selectors
 from dashboard import metrics as fleet_metrics
 from dashboard.snapshot import dashboard_snapshot
@@ -99,6 +106,7 @@ def index(request: HttpRequest) -> HttpResponse:
         "title": "Dashboard",
         "snapshot": _snapshot(request),
         "refresh_ms": settings.DASHBOARD_REFRESH_SECONDS * 1000,
+        "can_act": permissions.can_change_tasks(request.user),
     }
     return render(request, "dashboard/index.html", context)
 
@@ -167,6 +175,26 @@ def task_action(request: HttpRequest, task_id: int, action: str) -> HttpResponse
     else:
         text = f"{verb} task #{task.pk} “{task.name}”."
     return _action_answer(request, True, text, status=200)
+
+
+@never_cache
+@tasks_viewer_required
+def stop_all(request: HttpRequest) -> HttpResponse:
+    """The emergency stop for the whole fleet: a page that says what it will do, and
+    its form (POST) that does it; as `stop_bot_background_task --all`."""
+    if not permissions.can_change_tasks(request.user):
+        raise PermissionDenied("You may not start or stop tasks.")
+    if request.method == "POST":
+        stopped = tasks_stop_all()
+        messages.add_message(request, messages.SUCCESS, f"Emergency stop: stopped {len(stopped)} task(s).")
+        return redirect("dashboard:index")
+    context = {
+        **admin.site.each_context(request),
+        "title": "Stop every bot",
+        "running": BotTask.objects.filter(status=BotTask.Status.RUNNING).count(),
+        "scheduled": BotTask.objects.filter(status=BotTask.Status.SCHEDULED).count(),
+    }
+    return render(request, "dashboard/stop_all.html", context)
 
 
 def _action_answer(request: HttpRequest, ok: bool, text: str, *, status: int) -> HttpResponse:

@@ -43,3 +43,18 @@ def make_bot(**fields: object) -> Bot:
 def make_task(bot: Bot | None = None, **fields: object) -> BotTask:
     fields.setdefault("name", f"Task {next(_counter)}")
     return BotTask.objects.create(bot=bot or make_bot(), **fields)
+
+
+def bot_admin_form(bot: Bot | None = None, **overrides: object) -> dict[str, object]:
+    """What the admin's bot form posts (an unchanged bot, or a new one), with its inline
+    access rules and quotas empty."""
+    data: dict[str, object] = {
+        "name": bot.name if bot else "", "token": "", "api_base_url": bot.api_base_url if bot else "",
+        "persona": "", "credential": "", "update_mode": bot.update_mode if bot else "polling",
+        "access_mode": "open", "daily_messages_per_user": 0, "daily_tokens_per_user": 0,
+        "daily_messages_per_group": 0, "time_zone": "UTC", "admin_telegram_ids": "",
+    }
+    for prefix in ("access_rules", "quota_overrides"):
+        data.update({f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0,
+                     f"{prefix}-MIN_NUM_FORMS": 0, f"{prefix}-MAX_NUM_FORMS": 1000})
+    return {**data, **overrides}

@@ -5,7 +5,14 @@ from django.urls import reverse
 
 from bots.models import Bot
 from credentials.models import AICredential
-from tests.factories import make_bot, make_credential, make_persona, make_task, make_token
+from tests.factories import (
+    bot_admin_form,
+    make_bot,
+    make_credential,
+    make_persona,
+    make_task,
+    make_token,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -40,11 +47,8 @@ def test_it_never_renders_the_api_key(admin_client) -> None:  # type: ignore[no-
         assert "••••" + GEMINI_KEY[-4:] in html
 
 
-def bot_form_data(bot: Bot, **overrides: str) -> dict[str, str]:
-    return {
-        "name": bot.name, "token": "", "api_base_url": "", "persona": "", "credential": "",
-        "update_mode": "polling", **overrides,
-    }
+def bot_form_data(bot: Bot, **overrides: str) -> dict[str, object]:
+    return bot_admin_form(bot, **overrides)
 
 
 def test_it_keeps_the_stored_token_when_the_field_is_left_empty(admin_client) -> None:  # type: ignore[no-untyped-def]
@@ -74,7 +78,7 @@ def test_it_replaces_the_token_when_a_new_one_is_typed(admin_client) -> None:  #
 
 
 def test_it_requires_a_token_when_adding_a_bot(admin_client) -> None:  # type: ignore[no-untyped-def]
-    response = admin_client.post(reverse("admin:bots_bot_add"), {"name": "No token"})
+    response = admin_client.post(reverse("admin:bots_bot_add"), bot_admin_form(name="No token"))
 
     assert response.status_code == 200
     assert "This field is required" in response.content.decode()
@@ -126,7 +130,7 @@ def field_errors(page: str, field: str) -> str:
     ],
 )
 def test_it_refuses_a_token_that_is_not_of_telegram_s_shape(admin_client, typed: str) -> None:  # type: ignore[no-untyped-def]
-    response = admin_client.post(reverse("admin:bots_bot_add"), {"name": "Odd token", "token": typed})
+    response = admin_client.post(reverse("admin:bots_bot_add"), bot_admin_form(name="Odd token", token=typed))
 
     assert response.status_code == 200
     page = response.content.decode()
@@ -152,7 +156,7 @@ def test_it_refuses_a_new_token_of_the_wrong_shape_on_edit(admin_client) -> None
 def test_it_accepts_a_token_of_telegram_s_shape(admin_client) -> None:  # type: ignore[no-untyped-def]
     token = f"123456789:{TOKEN_TAIL}"
 
-    response = admin_client.post(reverse("admin:bots_bot_add"), {"name": "Good token", "token": token, "update_mode": "polling"})
+    response = admin_client.post(reverse("admin:bots_bot_add"), bot_admin_form(name="Good token", token=token))
 
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert Bot.objects.get(name="Good token").token.reveal() == token

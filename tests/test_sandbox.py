@@ -15,7 +15,7 @@ from emulators.telegram import EmulatorClient
 from sandbox.conversation import DEMO_GROUP_ID, GROUP_MEMBERS
 from sandbox.demo import DEMO_BOT_USERNAME, demo_seed, demo_wire
 from sandbox.emulator import emulator_bot_api_url, emulator_client
-from tests.factories import make_bot, make_task, make_token
+from tests.factories import bot_admin_form, make_bot, make_task, make_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -197,10 +197,9 @@ def test_it_never_sends_the_token_of_a_bot_living_elsewhere(admin_client, telegr
 
 
 def bot_added_in_the_admin(admin_client, token: str) -> Bot:  # type: ignore[no-untyped-def]
-    response = admin_client.post("/admin/bots/bot/add/", {
-        "name": "Admin-made bot", "token": token, "api_base_url": emulator_bot_api_url(),
-        "persona": "", "credential": "", "update_mode": "polling",
-    })
+    response = admin_client.post("/admin/bots/bot/add/", bot_admin_form(
+        name="Admin-made bot", token=token, api_base_url=emulator_bot_api_url(),
+    ))
     assert response.status_code == 302, response.content.decode()[-3000:]
     return Bot.objects.get(name="Admin-made bot")
 

@@ -19,7 +19,7 @@ from bots.models import Bot, BotTask
 from bots.services import TaskError, task_start, task_stop
 from bots.supervisor import webhooks_check
 from conversations.models import Message, SkippedUpdate
-from tests.factories import make_bot, make_persona, make_task
+from tests.factories import bot_admin_form, make_bot, make_persona, make_task
 from tests.support.timing import wait_until
 
 SECRET = "a-webhook-secret_0123456789"
@@ -162,10 +162,7 @@ def test_it_refuses_webhook_mode_without_a_base_url(admin_client, settings) -> N
     settings.WEBHOOK_BASE_URL = ""
     bot = make_bot()
 
-    response = admin_client.post(reverse("admin:bots_bot_change", args=[bot.pk]), {
-        "name": bot.name, "token": "", "api_base_url": "", "persona": "", "credential": "",
-        "update_mode": "webhook",
-    })
+    response = admin_client.post(reverse("admin:bots_bot_change", args=[bot.pk]), bot_admin_form(bot, update_mode="webhook"))
 
     assert response.status_code == 200
     assert "Webhook mode needs the WEBHOOK_BASE_URL setting" in response.content.decode()
@@ -178,10 +175,7 @@ def test_it_refuses_a_plain_http_base_url_that_is_not_loopback(admin_client, set
     settings.WEBHOOK_BASE_URL = "http://bots.example.com"
     bot = make_bot()
 
-    response = admin_client.post(reverse("admin:bots_bot_change", args=[bot.pk]), {
-        "name": bot.name, "token": "", "api_base_url": "", "persona": "", "credential": "",
-        "update_mode": "webhook",
-    })
+    response = admin_client.post(reverse("admin:bots_bot_change", args=[bot.pk]), bot_admin_form(bot, update_mode="webhook"))
 
     assert "must be an https:// address" in response.content.decode()
 
@@ -192,10 +186,7 @@ def test_it_refuses_switching_modes_while_the_bot_runs(admin_client, settings) -
     bot = make_bot()
     make_task(bot, status=BotTask.Status.RUNNING)
 
-    response = admin_client.post(reverse("admin:bots_bot_change", args=[bot.pk]), {
-        "name": bot.name, "token": "", "api_base_url": "", "persona": "", "credential": "",
-        "update_mode": "webhook",
-    })
+    response = admin_client.post(reverse("admin:bots_bot_change", args=[bot.pk]), bot_admin_form(bot, update_mode="webhook"))
 
     assert "running task before switching how it gets updates" in response.content.decode()
     bot.refresh_from_db()

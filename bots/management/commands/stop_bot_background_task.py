@@ -3,8 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bots.management.commands._tasks import task_get, task_line
-from bots.models import BotTask
-from bots.services import TaskError, task_stop
+from bots.services import TaskError, task_stop, tasks_stop_all
 
 
 class Command(BaseCommand):
@@ -27,12 +26,10 @@ class Command(BaseCommand):
                 f"To stop task #{task_id} only: manage.py stop_bot_background_task {task_id}"
             )
         if all:
-            running = BotTask.objects.filter(
-                status__in=[BotTask.Status.RUNNING, BotTask.Status.SCHEDULED]
-            ).select_related("bot")
-            for task in running:
-                self.stdout.write(f"Stopped: {task_line(task_stop(task=task))}")
-            self.stdout.write(self.style.SUCCESS(f"Stopped {len(running)} task(s)."))
+            stopped = tasks_stop_all()
+            for task in stopped:
+                self.stdout.write(f"Stopped: {task_line(task)}")
+            self.stdout.write(self.style.SUCCESS(f"Stopped {len(stopped)} task(s)."))
             return
         if task_id is None:
             raise CommandError("Give a task id, or --all.")
