@@ -104,6 +104,11 @@ class Bot(models.Model):
         null=True, blank=True, editable=False,
         help_text="Set by an operator's /pause: the bot logs messages but answers only operators.",
     )
+    keep_messages_days = models.PositiveIntegerField(
+        "keep messages (days)", null=True, blank=True,
+        help_text="Delete this bot's logged messages older than this many days (a daily job). "
+        "Empty: keep them all.",
+    )
     update_offset = models.BigIntegerField(
         default=0,
         editable=False,

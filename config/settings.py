@@ -194,6 +194,8 @@ CELERY_TASK_ROUTES = {
     "bots.tasks.*": {"queue": "default"},
     "conversations.tasks.claims_reap": {"queue": "replies"},
     "conversations.tasks.pushed_answer": {"queue": "replies"},
+    "conversations.tasks.summary_refresh": {"queue": "replies"},
+    "conversations.tasks.notes_refresh": {"queue": "replies"},
     "conversations.tasks.scheduled_*": {"queue": "scheduled"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -211,6 +213,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": SUPERVISOR_INTERVAL,
         "options": {"expires": SUPERVISOR_INTERVAL},
     },
+}
+CELERY_BEAT_SCHEDULE["expire-old-messages"] = {
+    "task": "conversations.tasks.messages_expire",
+    "schedule": 24 * 3600.0,  # daily; each bot's "keep messages" days decide what goes
+    "options": {"expires": 3600},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # keep our logging (and its redaction)
 

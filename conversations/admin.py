@@ -3,18 +3,22 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import ValidationError
 from django.db.models import F, QuerySet
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from bots.admin import bdi
-from conversations import broadcasts, scheduling
+from bots.models import Bot
+from conversations import broadcasts, memory, scheduling
 from conversations.forms import ScheduledMessageForm
 from conversations.models import (
     Chat,
+    ChatSummary,
     Delivery,
     Message,
     Persona,
@@ -22,6 +26,7 @@ from conversations.models import (
     ScheduledRun,
     SkippedUpdate,
     TelegramUser,
+    UserFact,
 )
 
 log = logging.getLogger(__name__)
@@ -74,8 +79,37 @@ def _text(value: str, limit: int, kind: str = "log-note") -> SafeString:
     return format_html('<bdi class="{}">{}</bdi>', kind, cut)
 
 
+@admin.action(description="Forget selected people (messages, summaries, notes)…", permissions=["delete"])
+def forget_users(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[TelegramUser]
+) -> TemplateResponse | None:
+    """The right to be forgotten: asks first (which bot, or all), then deletes what the
+    bot keeps of each person (conversations.memory.user_forget)."""
+    bots = Bot.objects.order_by("name")
+    if request.POST.get("forget") == "yes":
+        bot = bots.filter(pk=request.POST.get("bot") or 0).first()
+        for user in queryset:
+            gone = memory.user_forget(user=user, bot=bot)
+            modeladmin.message_user(
+                request,
+                f"Forgot {user.display_name}{f' for {bot.name}' if bot else ''}: {gone.messages} "
+                f"message(s), {gone.summaries} summary(ies), {gone.notes} note(s).",
+                messages.SUCCESS,
+            )
+        return None
+    return TemplateResponse(request, "admin/conversations/forget_users.html", {
+        **modeladmin.admin_site.each_context(request),
+        "title": "Forget these people?",
+        "users": [(user, Message.objects.filter(sender=user).count()) for user in queryset],
+        "bots": bots,
+        "action": "forget_users",
+        "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+    })
+
+
 @admin.register(TelegramUser)
 class TelegramUserAdmin(LogAdmin):
+    actions = [forget_users]
     list_display = ("telegram_id", "name", "user_username", "is_bot", "language_code", "last_seen_at")
     list_filter = ("is_bot",)
     search_fields = ("telegram_id", "username", "first_name", "last_name")
@@ -368,3 +402,43 @@ class DeliveryAdmin(RecordAdmin):
     @admin.display(description="error")
     def short_error(self, obj: Delivery) -> SafeString:
         return _text(obj.error, 200)
+
+
+@admin.register(ChatSummary)
+class ChatSummaryAdmin(admin.ModelAdmin):
+    """Written by the AI; an operator may correct or delete one (it is rewritten as the
+    chat grows)."""
+
+    list_display = ("chat_name", "topic", "covers_up_to", "updated_at", "summary_text")
+    list_select_related = ("chat__bot",)
+    list_filter = ("chat__bot",)
+    search_fields = ("text", "chat__title")
+    readonly_fields = ("chat", "topic", "covers_up_to", "updated_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="chat", ordering="chat__title")
+    def chat_name(self, obj: ChatSummary) -> SafeString:
+        return bdi(f"{obj.chat} · {obj.chat.bot.name}")
+
+    @admin.display(description="summary")
+    def summary_text(self, obj: ChatSummary) -> SafeString:
+        return _text(obj.text, MESSAGE_TEXT_SHOWN, "log-text")
+
+
+@admin.register(UserFact)
+class UserFactAdmin(admin.ModelAdmin):
+    list_display = ("person", "bot_name", "text", "created_at")
+    list_select_related = ("user", "bot")
+    list_filter = ("bot",)
+    search_fields = ("text", "user__username", "user__first_name", "user__telegram_id")
+    autocomplete_fields = ("user",)
+
+    @admin.display(description="person", ordering="user__first_name")
+    def person(self, obj: UserFact) -> SafeString:
+        return bdi(obj.user.display_name)
+
+    @admin.display(description="bot", ordering="bot__name")
+    def bot_name(self, obj: UserFact) -> SafeString:
+        return bdi(obj.bot.name)

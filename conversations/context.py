@@ -1,13 +1,38 @@
-"""What the AI is given: the persona's instructions, the bot's identity, and the
-chat's recent history (oldest first), trimmed to a size budget."""
+"""What the AI is given: the persona's instructions and the bot's identity; then, as
+data in user turns, the chat's summary (conversations.memory) and the notes about the
+person; then the chat's recent history (oldest first) and the question, all within the
+persona's token budget.
+
+Tokens are estimated, not counted: Gemini's counter is a network call per request (as
+slow as the answer) and OpenAI-compatible servers have none in common. The estimate
+(`tokens_estimate`) errs high: about 4 characters a token for ASCII text (Gemini and GPT
+tokenizers give 4 to 5 for English), one a character beyond ASCII (CJK, emoji), plus 4 a
+turn for roles and framing.
+"""
+
+import math
+from dataclasses import dataclass
 
 from django.db.models import Q, QuerySet
 
 from conversations import wording
-from conversations.models import Message, Persona
+from conversations.models import ChatSummary, Message, Persona, UserFact
 from credentials.providers import ChatTurn, GenerationRequest
 
-HISTORY_CHAR_BUDGET = 12_000  # keeps requests small and fast; oldest turns go first
+TURN_OVERHEAD = 4  # tokens a turn costs beyond its text (role, separators)
+
+
+def tokens_estimate(text: str) -> int:
+    ascii_chars = sum(1 for ch in text if ch.isascii()) if not text.isascii() else len(text)
+    return math.ceil(ascii_chars / 4) + (len(text) - ascii_chars) + TURN_OVERHEAD
+
+
+@dataclass(frozen=True)
+class Context:
+    request: GenerationRequest
+    # Older turns were left out that no summary covers: the summary should be written
+    # (or brought up to date) for the chat's next questions.
+    summary_due: bool = False
 
 
 def generation_request(
@@ -15,10 +40,31 @@ def generation_request(
 ) -> GenerationRequest:
     """`with_history=False` for providers that never read it (the offline one): the
     history query is the costliest part of building a request."""
+    if not with_history:
+        return _request(message, persona, [])
+    return generation_context(message=message, persona=persona).request
+
+
+def generation_context(*, message: Message, persona: Persona) -> Context:
+    asked = _asked(message)
+    budget = persona.context_token_budget - tokens_estimate(_instructions(message, persona))
+    budget -= tokens_estimate(asked.text)
+    # Notes and summary take at most half the budget: the recent turns need the rest.
+    preamble = _notes(message, persona, budget // 4)
+    summary = _summary(message)
+    if summary is not None:
+        text = _fit(summary.text, budget // 4)
+        preamble.append(ChatTurn(role="user", text=wording.SUMMARY_AHEAD.format(summary=text)))
+    budget -= sum(tokens_estimate(turn.text) for turn in preamble)
+    turns, left_out = _history(message, persona.history_limit, budget, after=summary.covers_up_to if summary else 0)
+    return Context(request=_request(message, persona, preamble + turns), summary_due=left_out)
+
+
+def _request(message: Message, persona: Persona, history: list[ChatTurn]) -> GenerationRequest:
     return GenerationRequest(
         instructions=_instructions(message, persona),
         message=_asked(message),
-        history=_history(message, persona.history_limit) if with_history else [],
+        history=history,
         temperature=persona.temperature,
         max_output_tokens=persona.max_output_tokens,
     )
@@ -61,7 +107,7 @@ def quoted(name: str) -> str:
 RESET = "/reset"
 
 
-def _reset_at(conversation: "QuerySet[Message]", before: int) -> int:
+def reset_at(conversation: "QuerySet[Message]", before: int) -> int:
     """The id of the conversation's last /reset before this message (0: none). The AI
     sees nothing up to it; the log keeps it all."""
     resets = conversation.filter(
@@ -79,24 +125,65 @@ def _turn(message: Message) -> ChatTurn:
     return ChatTurn(role="user", text=text, author=author)
 
 
-def _history(message: Message, limit: int) -> list[ChatTurn]:
-    if limit <= 0:
-        return []
-    # A forum topic is a conversation of its own: its history is that topic's.
-    conversation = Message.objects.filter(chat=message.chat, message_thread_id=message.message_thread_id)
-    reset = _reset_at(conversation, message.id)
-    earlier = (
-        # After a /reset, nothing up to it, nor the bot's answer to it.
-        conversation.filter(id__lt=message.id, id__gt=reset).exclude(reply_to_id=reset)
+def conversation_of(message: Message) -> QuerySet[Message]:
+    """The messages of the message's conversation: its chat, or its forum topic (a
+    topic is a conversation of its own)."""
+    return Message.objects.filter(chat_id=message.chat_id, message_thread_id=message.message_thread_id)
+
+
+def remembered(conversation: QuerySet[Message], before: int, *, after: int = 0) -> QuerySet[Message]:
+    """What the AI may see of a conversation before a message: after the last /reset
+    (nothing up to it, nor the bot's answer to it) and after `after`; no edits, no
+    service messages, no part that was never sent."""
+    reset = reset_at(conversation, before)
+    return (
+        conversation.filter(id__lt=before, id__gt=max(reset, after)).exclude(reply_to_id=reset)
         .exclude(kind__in=[Message.Kind.EDITED, Message.Kind.SERVICE])
-        .exclude(direction=Message.Direction.OUT, telegram_message_id__isnull=True)  # unsent
-        .select_related("sender", "chat")
-        .order_by("-id")[:limit]
+        .exclude(direction=Message.Direction.OUT, telegram_message_id__isnull=True)
     )
-    turns, used = [], 0
-    for row in earlier:  # newest first, so the budget drops the oldest
-        used += len(row.text)
-        if used > HISTORY_CHAR_BUDGET:
-            break
-        turns.append(_turn(row))
-    return list(reversed(turns))
+
+
+def _history(message: Message, limit: int, budget: int, *, after: int) -> tuple[list[ChatTurn], bool]:
+    """The newest turns that fit `limit` and `budget`, oldest first, and whether older
+    ones were left out."""
+    earlier = list(
+        remembered(conversation_of(message), message.id, after=after)
+        .select_related("sender", "chat").order_by("-id")[: max(limit, 0) + 1]
+    )
+    turns: list[ChatTurn] = []
+    used = 0
+    for row in earlier[:limit]:  # newest first, so the budget drops the oldest
+        turn = _turn(row)
+        used += tokens_estimate(turn.text)
+        if used > budget:
+            return list(reversed(turns)), True
+        turns.append(turn)
+    return list(reversed(turns)), len(earlier) > limit
+
+
+def _summary(message: Message) -> ChatSummary | None:
+    summary = ChatSummary.objects.filter(chat_id=message.chat_id, topic=message.message_thread_id or 0).first()
+    if summary is None or not summary.text.strip():
+        return None
+    # A summary of what came before a /reset is forgotten with it.
+    if summary.covers_up_to <= reset_at(conversation_of(message), message.id):
+        return None
+    return summary
+
+
+def _fit(text: str, tokens: int) -> str:
+    """`text` cut to about `tokens` (by the estimate, erring short)."""
+    if tokens_estimate(text) <= tokens:
+        return text
+    return text[: max(0, tokens - TURN_OVERHEAD)].rstrip() + "…"  # one character a token: surely short
+
+
+def _notes(message: Message, persona: Persona, tokens: int) -> list[ChatTurn]:
+    if not persona.remembers_users or message.sender_id is None:
+        return []
+    facts = list(UserFact.objects.filter(bot_id=message.bot_id, user_id=message.sender_id).values_list("text", flat=True))
+    if not facts:
+        return []
+    name = quoted(message.sender.display_name) if message.sender else "this person"
+    notes = _fit("\n".join(f"- {' '.join(fact.split())}" for fact in facts), tokens)
+    return [ChatTurn(role="user", text=wording.NOTES_AHEAD.format(name=name, notes=notes))]

@@ -22,9 +22,23 @@ class Persona(models.Model):
     )
     history_limit = models.PositiveIntegerField(
         "messages of history",
-        default=20,
+        default=50,
         validators=[MaxValueValidator(500)],
-        help_text="How many earlier messages of the chat the AI sees.",
+        help_text="At most this many earlier messages of the chat are sent to the AI (within "
+        "the token budget below); older ones reach it through the chat's summary.",
+    )
+    context_token_budget = models.PositiveIntegerField(
+        "context budget (tokens)", default=6000,
+        validators=[MinValueValidator(500), MaxValueValidator(1_000_000)],
+        help_text="Tokens of conversation (summary, notes and recent messages) sent with each "
+        "question; the oldest turns go first. Estimated: about 4 characters a token for Latin "
+        "text, one per character beyond it.",
+    )
+    remembers_users = models.BooleanField(
+        "remember people", default=False,
+        help_text="Keep short notes about each person (“name is Ann”, “prefers short answers”), "
+        "written by the AI from their messages, shown and editable in the admin, and given to "
+        "the AI in that person's chats.",
     )
     greeting = models.TextField(
         default="Hi! How can I help you today?", help_text="Sent in answer to /start."
@@ -36,6 +50,11 @@ class Persona(models.Model):
     fallback_reply = models.TextField(
         default="Sorry, I can't answer right now. Please try again in a moment.",
         help_text="Sent when the AI is unavailable or declines to answer.",
+    )
+    media_unsupported_reply = models.TextField(
+        "“cannot see media” line",
+        default="I can't look at this kind of file, sorry. Could you tell me in words?",
+        help_text="Sent when a photo, voice note or video reaches a bot whose AI cannot take it.",
     )
     not_allowed_reply = models.TextField(
         "“not allowed” line", blank=True,
@@ -289,6 +308,47 @@ class SkippedUpdate(models.Model):
 # --- scheduled messages --------------------------------------------------------------
 
 SCHEDULED_TEXT_MAX_LENGTH = 4 * 4096  # sent as up to four Telegram messages
+
+
+class ChatSummary(models.Model):
+    """The AI's rolling summary of a chat's (or forum topic's) older messages, sent ahead
+    of the recent ones once the conversation outgrew the persona's budget
+    (conversations.memory)."""
+
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="summaries")
+    topic = models.BigIntegerField(
+        "forum topic", default=0, help_text="The forum topic's thread id; 0 for the chat itself."
+    )
+    text = models.TextField(help_text="Written by the AI; you may correct it. Sent to the AI as data.")
+    covers_up_to = models.BigIntegerField(
+        default=0, help_text="The id of the last message it summarises; newer ones are sent as they are."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "chat summary"
+        verbose_name_plural = "chat summaries"
+        constraints = [models.UniqueConstraint(fields=["chat", "topic"], name="unique_summary_per_topic")]
+
+    def __str__(self) -> str:
+        return f"Summary of {self.chat}" + (f" (topic {self.topic})" if self.topic else "")
+
+
+class UserFact(models.Model):
+    """A short note a bot keeps about a person (personas that remember people)."""
+
+    bot = models.ForeignKey("bots.Bot", on_delete=models.CASCADE, related_name="user_facts")
+    user = models.ForeignKey(TelegramUser, on_delete=models.CASCADE, related_name="facts")
+    text = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["bot", "user", "id"]
+        verbose_name = "note about a person"
+        verbose_name_plural = "notes about people"
+
+    def __str__(self) -> str:
+        return self.text
 
 
 class ScheduledMessage(models.Model):

@@ -38,7 +38,7 @@ from bots.formatting import FormattedText, reply_parts
 from bots.models import BotTask
 from config import aio, dbwork
 from config.workers import worker_id
-from conversations import claims, context, gate, operator_commands, outbox, wording
+from conversations import claims, context, gate, memory, operator_commands, outbox, wording
 from conversations.models import Message, Persona
 from credentials.encryption import DecryptionError
 from credentials.generation import reply_generate_async
@@ -235,6 +235,11 @@ async def _answer_one(job: _Job) -> None:
         return
     if job.operator_command:
         composition = Composition(text=await operator_commands.run(job.message, job.operator_command))
+    elif job.fixed == wording.CONTEXT_RESET:
+        # /reset: the chat's summary goes with the rest of what the AI remembered.
+        await dbwork.write(lambda: memory.summary_forget(
+            chat_id=job.message.chat_id, topic=job.message.message_thread_id or 0))
+        composition = Composition(text=job.fixed)
     else:
         if job.fixed is None and job.policy is not None:
             decision = await gate.admit(job.message, job.persona, job.policy, now=timezone.now())
@@ -286,7 +291,15 @@ async def _compose(job: _Job) -> Composition:
         return Composition(text=job.fixed, error=job.fixed_note)
     if job.remote and job.endpoint is not None:
         _typing(job.endpoint, job.message.chat.telegram_id)
-    request = job.request if job.request is not None else await dbwork.read(_request_with_history, job)
+    if job.request is not None:
+        request = job.request
+    else:
+        built = await dbwork.read(_context_with_history, job)
+        request = built.request
+        if built.summary_due:
+            _spawn(memory.summary_request(chat_id=job.message.chat_id, topic=job.message.message_thread_id or 0))
+    if job.persona.remembers_users and job.message.sender_id is not None:
+        _spawn(memory.notes_request(bot_id=job.message.bot_id, user_id=job.message.sender_id))
     try:
         result = await reply_generate_async(credential=job.credential, request=request)
     except ProviderError as failure:
@@ -372,10 +385,10 @@ def _job(message: Message, task: BotTask | None, policy: BotPolicy | None = None
     return replace(job, credential=credential, request=request, remote=remote)
 
 
-def _request_with_history(job: _Job) -> GenerationRequest:
+def _context_with_history(job: _Job) -> context.Context:
     """Read in the chat's turn, after its previous answer was recorded: a follow-up
     sent the moment the bot answered still sees that answer."""
-    return context.generation_request(message=job.message, persona=job.persona, with_history=True)
+    return context.generation_context(message=job.message, persona=job.persona)
 
 
 def _close(job: _Job, state: str, error: str) -> None:

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from conversations import broadcasts, reaper, replies
+from conversations import broadcasts, memory, reaper, replies
 
 # Rounds a pushed message waits behind an earlier one of its chat answered elsewhere
 # (a second each) before it is answered regardless.
@@ -21,6 +21,23 @@ def pushed_answer(message_ids: list[int], waited: int = 0) -> None:
     waiting = replies.pushed_answer(message_ids=message_ids, force=waited >= PUSHED_MAX_WAITS)
     if waiting:
         pushed_answer.apply_async((waiting, waited + 1), countdown=1)
+
+
+@shared_task(name="conversations.tasks.summary_refresh")
+def summary_refresh(chat_id: int, topic: int) -> None:
+    """A conversation outgrew its persona's budget: fold its older turns into the summary."""
+    memory.summary_refresh(chat_id=chat_id, topic=topic)
+
+
+@shared_task(name="conversations.tasks.notes_refresh")
+def notes_refresh(bot_id: int, user_id: int) -> None:
+    memory.notes_refresh(bot_id=bot_id, user_id=user_id)
+
+
+@shared_task(name="conversations.tasks.messages_expire")
+def messages_expire() -> None:
+    """Beat, daily: each bot's "keep messages" retention."""
+    memory.messages_expire()
 
 
 # --- scheduled messages (queue "scheduled", by the scheduled_* route) ----------------
