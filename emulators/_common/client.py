@@ -14,7 +14,7 @@ from typing import Any, Generic, Self
 
 import httpx
 
-from .state import FaultT, RecT
+from .state import DEFAULT_CHUNK_DELAY, DEFAULT_FIRST_CHUNK_DELAY, FaultT, RecT
 
 
 class EmulatorControlError(RuntimeError):
@@ -75,9 +75,10 @@ class EmulatorControlClient(Generic[RecT, FaultT]):
         retry_after: float | None = None,
         delay: float | None = None,
         message: str | None = None,
+        after_chunks: int | None = None,
     ) -> FaultT:
         # The Fault validates (and converts ``kind``) before anything is sent.
-        payload = self._fault_type(kind, times, retry_after, delay, message).to_dict()
+        payload = self._fault_type(kind, times, retry_after, delay, message, after_chunks).to_dict()
         return self._fault_type.from_dict(self._call("POST", "/faults", json=payload)["fault"])
 
     def clear_faults(self) -> None:
@@ -88,6 +89,19 @@ class EmulatorControlClient(Generic[RecT, FaultT]):
 
     def set_latency(self, seconds: float) -> None:
         self._call("POST", "/latency", json={"seconds": seconds})
+
+    def set_stream_timing(
+        self,
+        first_chunk_delay: float = DEFAULT_FIRST_CHUNK_DELAY,
+        chunk_delay: float = DEFAULT_CHUNK_DELAY,
+        chunks: int | None = None,
+    ) -> None:
+        payload = {
+            "first_chunk_delay": first_chunk_delay,
+            "chunk_delay": chunk_delay,
+            "chunks": chunks,
+        }
+        self._call("POST", "/stream_timing", json=payload)
 
     def set_valid_keys(self, keys: Iterable[str] | None) -> None:
         self._call("POST", "/valid_keys", json={"keys": None if keys is None else list(keys)})

@@ -10,9 +10,10 @@ OpenAI-compatible emulators serve exactly the same routes and payloads:
     DELETE /_emulator/requests
     POST   /_emulator/wait_for_requests           {"count": 3, "timeout": 5} -> {"requests": [...]} | 408
     GET    /_emulator/faults                      -> {"faults": [...]} (pending)
-    POST   /_emulator/faults                      {"kind", "times", "retry_after", "delay", "message"}
+    POST   /_emulator/faults                      {"kind", "times", "retry_after", "delay", "message", "after_chunks"}
     DELETE /_emulator/faults
     POST   /_emulator/latency                     {"seconds": 0.5}
+    POST   /_emulator/stream_timing               {"first_chunk_delay": 0.01, "chunk_delay": 0.01, "chunks": 4 | null}
     POST   /_emulator/valid_keys                  {"keys": ["k1"] | null}
     POST   /_emulator/known_models                {"models": ["gemini-2.5-flash"] | null}
     POST   /_emulator/replies                     {"replies": ["a", "b"]}
@@ -117,6 +118,7 @@ def add_control_routes(
             retry_after=data.get("retry_after"),
             delay=data.get("delay"),
             message=data.get("message"),
+            after_chunks=data.get("after_chunks"),
         )
         return web.json_response({"fault": fault.to_dict()})
 
@@ -126,6 +128,14 @@ def add_control_routes(
 
     async def set_latency(request: web.Request) -> web.Response:
         state.set_latency(float((await _payload(request))["seconds"]))
+        return web.json_response(ok)
+
+    async def set_stream_timing(request: web.Request) -> web.Response:
+        data = await _payload(request)
+        unknown = set(data) - {"first_chunk_delay", "chunk_delay", "chunks"}
+        if unknown:
+            raise ValueError(f"unknown stream timing fields: {sorted(unknown)}")
+        state.set_stream_timing(**data)
         return web.json_response(ok)
 
     async def set_valid_keys(request: web.Request) -> web.Response:
@@ -164,6 +174,7 @@ def add_control_routes(
         ("POST", "/faults", add_fault),
         ("DELETE", "/faults", clear_faults),
         ("POST", "/latency", set_latency),
+        ("POST", "/stream_timing", set_stream_timing),
         ("POST", "/valid_keys", set_valid_keys),
         ("POST", "/known_models", set_known_models),
         ("POST", "/replies", script_replies),

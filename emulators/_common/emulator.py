@@ -14,7 +14,7 @@ from typing import Any, Generic, Self
 from aiohttp import web
 
 from .runner import ThreadedServer
-from .state import EmulatorStateBase, FaultT, RecT
+from .state import DEFAULT_CHUNK_DELAY, DEFAULT_FIRST_CHUNK_DELAY, EmulatorStateBase, FaultT, RecT
 
 
 class InProcessEmulator(Generic[RecT, FaultT]):
@@ -75,9 +75,15 @@ class InProcessEmulator(Generic[RecT, FaultT]):
         retry_after: float | None = None,
         delay: float | None = None,
         message: str | None = None,
+        after_chunks: int | None = None,
     ) -> FaultT:
         return self._state.add_fault(
-            kind, times=times, retry_after=retry_after, delay=delay, message=message
+            kind,
+            times=times,
+            retry_after=retry_after,
+            delay=delay,
+            message=message,
+            after_chunks=after_chunks,
         )
 
     def clear_faults(self) -> None:
@@ -88,6 +94,14 @@ class InProcessEmulator(Generic[RecT, FaultT]):
 
     def set_latency(self, seconds: float) -> None:
         self._state.set_latency(seconds)
+
+    def set_stream_timing(
+        self,
+        first_chunk_delay: float = DEFAULT_FIRST_CHUNK_DELAY,
+        chunk_delay: float = DEFAULT_CHUNK_DELAY,
+        chunks: int | None = None,
+    ) -> None:
+        self._state.set_stream_timing(first_chunk_delay, chunk_delay, chunks)
 
     def set_valid_keys(self, keys: Iterable[str] | None) -> None:
         self._state.set_valid_keys(keys)

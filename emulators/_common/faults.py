@@ -20,9 +20,13 @@ DEFAULT_SLOW_DELAY_SECONDS = 5.0
 # connection rather than the answer body, so the shared handler applies them.
 SLOW = "slow"  # sleep `delay` seconds, then a normal answer
 DROP_CONNECTION = "drop_connection"  # close the socket without any response
+# A streamed answer (SSE) that fails after `after_chunks` events (default: half of them):
+STREAM_BREAK = "stream_break"  # the connection is closed mid-stream
+STREAM_ERROR = "stream_error"  # an error event, then the end of the stream
+STREAM_FAULTS = frozenset({STREAM_BREAK, STREAM_ERROR})
 
 # The JSON fields of a fault, for the control API and ``from_dict``.
-FAULT_FIELDS = frozenset({"kind", "times", "retry_after", "delay", "message"})
+FAULT_FIELDS = frozenset({"kind", "times", "retry_after", "delay", "message", "after_chunks"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +42,8 @@ class FaultBase:
     retry_after: float | None = None
     delay: float | None = None
     message: str | None = None
+    # Stream faults only: how many events arrive before the break.
+    after_chunks: int | None = None
 
     def __post_init__(self) -> None:
         # Normalise so that callers may pass plain strings ("rate_limit").
@@ -48,6 +54,11 @@ class FaultBase:
             raise ValueError("retry_after must be >= 0")
         if self.delay is not None and self.delay < 0:
             raise ValueError("delay must be >= 0")
+        if self.after_chunks is not None:
+            if self.kind.value not in STREAM_FAULTS:
+                raise ValueError(f"after_chunks only applies to {sorted(STREAM_FAULTS)} faults")
+            if self.after_chunks < 0:
+                raise ValueError("after_chunks must be >= 0")
 
     def retry_after_seconds(self) -> float:
         """``retry_after``, or the default a rate-limit answer advertises."""
@@ -64,6 +75,7 @@ class FaultBase:
             "retry_after": self.retry_after,
             "delay": self.delay,
             "message": self.message,
+            "after_chunks": self.after_chunks,
         }
 
     @classmethod
@@ -79,4 +91,5 @@ class FaultBase:
             retry_after=data.get("retry_after"),
             delay=data.get("delay"),
             message=data.get("message"),
+            after_chunks=data.get("after_chunks"),
         )

@@ -23,9 +23,31 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, Self, TypeVar
 
 from .faults import FaultBase
+
+
+class MediaPart(NamedTuple):
+    """A non-text part of a request (image, audio...): its MIME type and decoded size in bytes."""
+
+    mime_type: str
+    size: int
+
+
+# Default pacing of streamed answers: small, so tests stay fast but chunks stay apart.
+DEFAULT_FIRST_CHUNK_DELAY = 0.01
+DEFAULT_CHUNK_DELAY = 0.01
+DEFAULT_STREAM_CHUNKS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class StreamTiming:
+    """How streamed (SSE) answers are paced; ``set_stream_timing`` changes it, ``reset`` restores it."""
+
+    first_chunk_delay: float = DEFAULT_FIRST_CHUNK_DELAY  # seconds from the headers to event 1
+    chunk_delay: float = DEFAULT_CHUNK_DELAY  # seconds between events
+    chunks: int = DEFAULT_STREAM_CHUNKS  # pieces of the reply text (fewer if it has fewer words)
 
 
 class Recorded(Protocol):
@@ -39,6 +61,9 @@ class Recorded(Protocol):
 
     @property
     def last_user_text(self) -> str: ...
+
+    @property
+    def last_user_media(self) -> tuple[MediaPart, ...]: ...
 
     def to_dict(self) -> dict[str, Any]: ...
 
@@ -119,6 +144,7 @@ class EmulatorStateBase(Generic[RecT, FaultT]):
         self._known_models = config.known_models
         self._latency = config.latency
         self._reply = config.reply
+        self._stream_timing = StreamTiming()
 
     @staticmethod
     def _normalise_model(name: str) -> str:
@@ -134,10 +160,16 @@ class EmulatorStateBase(Generic[RecT, FaultT]):
         retry_after: float | None = None,
         delay: float | None = None,
         message: str | None = None,
+        after_chunks: int | None = None,
     ) -> FaultT:
         # The Fault converts ``kind`` to the emulator's FaultKind and validates the rest.
         fault = self._fault_type(
-            kind=kind, times=times, retry_after=retry_after, delay=delay, message=message
+            kind=kind,
+            times=times,
+            retry_after=retry_after,
+            delay=delay,
+            message=message,
+            after_chunks=after_chunks,
         )
         with self._lock:
             self._faults.append([fault, fault.times])
@@ -156,6 +188,24 @@ class EmulatorStateBase(Generic[RecT, FaultT]):
             raise ValueError("latency must be >= 0")
         with self._lock:
             self._latency = float(seconds)
+
+    def set_stream_timing(
+        self,
+        first_chunk_delay: float = DEFAULT_FIRST_CHUNK_DELAY,
+        chunk_delay: float = DEFAULT_CHUNK_DELAY,
+        chunks: int | None = None,
+    ) -> None:
+        """Pace streamed answers: seconds before the first event and between events, and
+        how many pieces the reply text is split into (None: the default, 4)."""
+        if first_chunk_delay < 0 or chunk_delay < 0:
+            raise ValueError("stream delays must be >= 0")
+        if chunks is not None and chunks < 1:
+            raise ValueError("chunks must be >= 1")
+        timing = StreamTiming(
+            float(first_chunk_delay), float(chunk_delay), chunks or DEFAULT_STREAM_CHUNKS
+        )
+        with self._lock:
+            self._stream_timing = timing
 
     def set_valid_keys(self, keys: Iterable[str] | None) -> None:
         with self._lock:
@@ -198,7 +248,8 @@ class EmulatorStateBase(Generic[RecT, FaultT]):
             return [copy.deepcopy(r) for r in self._requests]
 
     def reset(self) -> None:
-        """Forget requests, faults and scripted replies; restore the construction-time config."""
+        """Forget requests, faults and scripted replies; restore the construction-time config
+        and the default stream timing."""
         with self._lock:
             self._requests.clear()
             self._faults.clear()
@@ -226,6 +277,11 @@ class EmulatorStateBase(Generic[RecT, FaultT]):
     def latency(self) -> float:
         with self._lock:
             return self._latency
+
+    @property
+    def stream_timing(self) -> StreamTiming:
+        with self._lock:
+            return self._stream_timing
 
     def key_allowed(self, key: str) -> bool:
         with self._lock:

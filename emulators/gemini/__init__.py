@@ -6,7 +6,7 @@ Importing this package only defines classes; nothing listens until
 
 from .client import EmulatorControlError, GeminiEmulatorClient
 from .emulator import GeminiEmulator
-from .state import DEFAULT_KNOWN_MODELS, Fault, FaultKind, RecordedRequest, Turn
+from .state import DEFAULT_KNOWN_MODELS, Fault, FaultKind, MediaPart, RecordedRequest, Turn
 
 __all__ = [
     "DEFAULT_KNOWN_MODELS",
@@ -15,6 +15,7 @@ __all__ = [
     "FaultKind",
     "GeminiEmulator",
     "GeminiEmulatorClient",
+    "MediaPart",
     "RecordedRequest",
     "Turn",
 ]

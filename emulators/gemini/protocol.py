@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .._common.server import decoded_size, split_text
+from .._common.state import MediaPart
 from .state import Turn
 
 API_KEY_INVALID_MESSAGE = "API key not valid. Please pass a valid API key."
@@ -53,13 +55,33 @@ def _get(obj: dict[str, Any], camel: str, snake: str) -> Any:
     return obj.get(camel, obj.get(snake))
 
 
+def _parts(content: Any) -> list[dict[str, Any]]:
+    parts = content.get("parts") if isinstance(content, dict) else None
+    return [p for p in parts or [] if isinstance(p, dict)]
+
+
 def _parts_text(content: Any) -> str:
-    if not isinstance(content, dict):
-        return ""
-    parts = content.get("parts") or []
-    return "".join(
-        p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)
-    )
+    return "".join(p["text"] for p in _parts(content) if isinstance(p.get("text"), str))
+
+
+def _turn(index: int, content: dict[str, Any]) -> Turn:
+    media = []
+    for number, part in enumerate(_parts(content)):
+        blob = _get(part, "inlineData", "inline_data")
+        if blob is None:
+            continue
+        where = f"contents[{index}].parts[{number}].inline_data"
+        mime_type = _get(blob, "mimeType", "mime_type") if isinstance(blob, dict) else None
+        if not mime_type:
+            raise ValueError(f"* GenerateContentRequest.{where}.mime_type: mime_type is required\n")
+        try:
+            size = decoded_size(blob.get("data"))
+        except ValueError:
+            raise ValueError(
+                f"Invalid value at '{where}.data' (TYPE_BYTES), Base64 decoding failed"
+            ) from None
+        media.append(MediaPart(str(mime_type), size))
+    return Turn(str(content.get("role") or "user"), _parts_text(content), tuple(media))
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +101,7 @@ def parse_generate_request(body: Any) -> ParsedGenerateRequest:
         raise ValueError("* GenerateContentRequest.contents: contents is not specified\n")
     if not isinstance(raw_contents, list):
         raise ValueError("Invalid JSON payload received. 'contents' must be a list.")
-    contents = tuple(
-        Turn(role=str(c.get("role") or "user"), text=_parts_text(c))
-        for c in raw_contents
-        if isinstance(c, dict)
-    )
+    contents = tuple(_turn(i, c) for i, c in enumerate(raw_contents) if isinstance(c, dict))
     system = _get(body, "systemInstruction", "system_instruction")
     system_text = _parts_text(system) if system is not None else None
     config = _get(body, "generationConfig", "generation_config") or {}
@@ -102,9 +120,15 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) if text else 0
 
 
+# What Gemini counts for an image (and, roughly, for any other inline file).
+MEDIA_PART_TOKENS = 258
+
+
 def prompt_token_count(parsed: ParsedGenerateRequest) -> int:
     total = estimate_tokens(parsed.system_instruction or "")
-    return total + sum(estimate_tokens(t.text) for t in parsed.contents)
+    return total + sum(
+        estimate_tokens(t.text) + MEDIA_PART_TOKENS * len(t.media) for t in parsed.contents
+    )
 
 
 def usage_metadata(prompt_tokens: int, candidate_tokens: int | None) -> dict[str, Any]:
@@ -167,6 +191,27 @@ def generate_response(
         "modelVersion": model,
         "responseId": response_id,
     }
+
+
+def stream_chunks(body: dict[str, Any], chunks: int) -> list[dict[str, Any]]:
+    """A GenerateContentResponse as streamGenerateContent sends it: the text in up to
+    ``chunks`` pieces, finishReason and usageMetadata on the last one only. A body
+    without text (blocked, safety-finished, empty) is one chunk."""
+    candidate = (body.get("candidates") or [{}])[0]
+    parts = candidate.get("content", {}).get("parts") or [{}]
+    text = parts[0].get("text")
+    if not text:
+        return [body]
+    pieces = split_text(text, chunks)
+    head = {k: v for k, v in body.items() if k not in ("candidates", "usageMetadata")}
+    result = [
+        {"candidates": [{"content": {"role": "model", "parts": [{"text": p}]}, "index": 0}], **head}
+        for p in pieces
+    ]
+    last = result[-1]
+    last["candidates"][0]["finishReason"] = candidate.get("finishReason", "STOP")
+    last["usageMetadata"] = body["usageMetadata"]
+    return result
 
 
 def prompt_blocked_response(*, model: str, response_id: str, prompt_tokens: int) -> dict[str, Any]:
@@ -328,3 +373,5 @@ SIMPLE_ERRORS: dict[str, tuple[int, str, str]] = {
     "invalid_argument": (400, "INVALID_ARGUMENT", "Request contains an invalid argument."),
     "permission_denied": (403, "PERMISSION_DENIED", "The caller does not have permission"),
 }
+# A stream that fails reports a 500 INTERNAL (as an event, or as the answer when not streamed).
+SIMPLE_ERRORS["stream_error"] = SIMPLE_ERRORS["internal"]

@@ -32,6 +32,9 @@ def _error(body: dict[str, Any], headers: dict[str, str] | None = None) -> web.R
     return _json(body, status=int(body["error"]["code"]), headers=headers)
 
 
+GENERATE_ACTIONS = ("generateContent", "streamGenerateContent")
+
+
 def _classify(parsed: protocol.ParsedPath | None, method: str) -> str:
     if parsed is None or parsed.collection != "models":
         return "unknown"
@@ -39,9 +42,10 @@ def _classify(parsed: protocol.ParsedPath | None, method: str) -> str:
         return "listModels" if method == "GET" else "unknown"
     if parsed.method is None:
         return "getModel" if method == "GET" else "unknown"
-    if method == "POST" and parsed.method in ("generateContent", "countTokens"):
+    if method == "POST" and parsed.method in GENERATE_ACTIONS + ("countTokens",):
         return parsed.method
     return "unknown"
+
 
 
 class GeminiHandler(common.ApiHandler[RecordedRequest, Fault]):
@@ -61,7 +65,7 @@ class GeminiHandler(common.ApiHandler[RecordedRequest, Fault]):
                 body_error = "Invalid JSON payload received. Unexpected token."
 
         generate: protocol.ParsedGenerateRequest | None = None
-        if action in ("generateContent", "countTokens") and body_error is None:
+        if action in GENERATE_ACTIONS + ("countTokens",) and body_error is None:
             try:
                 generate = protocol.parse_generate_request(body)
             except ValueError as exc:
@@ -94,7 +98,7 @@ class GeminiHandler(common.ApiHandler[RecordedRequest, Fault]):
         parsed: protocol.ParsedPath | None,
         generate: protocol.ParsedGenerateRequest | None,
         body_error: str | None,
-    ) -> web.Response:
+    ) -> web.StreamResponse:
         if action == "unknown" or parsed is None:
             return _error(
                 protocol.error_body(
@@ -128,8 +132,20 @@ class GeminiHandler(common.ApiHandler[RecordedRequest, Fault]):
         assert generate is not None  # generateContent/countTokens with a parsed body
         if action == "countTokens":
             return _json(protocol.count_tokens_response(protocol.prompt_token_count(generate)))
+        if action == "streamGenerateContent" and request.query.get("alt") != "sse":
+            message = "The emulator streams only as Server-Sent Events (?alt=sse)."
+            return _error(protocol.error_body(400, "INVALID_ARGUMENT", message))
 
-        return await self._generate(request, rec, model, generate)
+        fault = self._state.take_fault(rec)
+        body = await self._generate(request, rec, model, generate, fault)
+        if isinstance(body, web.Response):
+            return body
+        if action == "generateContent":
+            return _json(body)
+        code, status, message = protocol.SIMPLE_ERRORS["stream_error"]
+        error_event = protocol.error_body(code, status, (fault and fault.message) or message)
+        chunks = protocol.stream_chunks(body, self._state.stream_timing.chunks)
+        return await self.stream(request, chunks, fault, error_event)
 
     async def _generate(
         self,
@@ -137,13 +153,15 @@ class GeminiHandler(common.ApiHandler[RecordedRequest, Fault]):
         rec: RecordedRequest,
         model: str,
         generate: protocol.ParsedGenerateRequest,
-    ) -> web.Response:
+        fault: Fault | None,
+    ) -> dict[str, Any] | web.Response:
+        """The GenerateContentResponse body, or an answer that is not one (an error, a broken page)."""
         response_id = f"gemini-emu-{next(self._ids):06d}"
         prompt_tokens = protocol.prompt_token_count(generate)
-        fault = self._state.take_fault(rec)
         kind = fault.kind if fault else None
+        streamed = rec.action == "streamGenerateContent"
 
-        if fault is not None and not await self.transport_fault(request, fault):
+        if fault is not None and not await self.transport_fault(request, fault, streamed):
             if kind is FaultKind.RATE_LIMIT:
                 retry_after = fault.retry_after_seconds()
                 headers = {"Retry-After": str(math.ceil(retry_after))}
@@ -152,12 +170,11 @@ class GeminiHandler(common.ApiHandler[RecordedRequest, Fault]):
                 code, status, message = protocol.SIMPLE_ERRORS[kind.value]
                 return _error(protocol.error_body(code, status, fault.message or message))
             elif kind is FaultKind.PROMPT_BLOCKED:
-                body = protocol.prompt_blocked_response(
+                return protocol.prompt_blocked_response(
                     model=model, response_id=response_id, prompt_tokens=prompt_tokens
                 )
-                return _json(body)
             elif kind is FaultKind.SAFETY_FINISH:
-                body = protocol.generate_response(
+                return protocol.generate_response(
                     model=model,
                     response_id=response_id,
                     prompt_tokens=prompt_tokens,
@@ -166,21 +183,18 @@ class GeminiHandler(common.ApiHandler[RecordedRequest, Fault]):
                     include_content=False,
                     blocked_category="HARM_CATEGORY_HARASSMENT",
                 )
-                return _json(body)
             elif kind is FaultKind.EMPTY_TEXT:
-                body = protocol.generate_response(
+                return protocol.generate_response(
                     model=model, response_id=response_id, prompt_tokens=prompt_tokens, text=""
                 )
-                return _json(body)
             elif kind is FaultKind.HTML_BODY:
                 return web.Response(text=protocol.HTML_PAGE, content_type="text/html")
             elif kind is FaultKind.INVALID_JSON:
                 return web.Response(text=protocol.TRUNCATED_JSON, content_type="application/json")
             elif kind is FaultKind.EMPTY_CONTENT:
-                body = protocol.generate_response(
+                return protocol.generate_response(
                     model=model, response_id=response_id, prompt_tokens=prompt_tokens, text=None
                 )
-                return _json(body)
 
         try:
             text = self.reply_text(rec, model)
@@ -200,7 +214,7 @@ class GeminiHandler(common.ApiHandler[RecordedRequest, Fault]):
         )
         if kind is FaultKind.NEGATIVE_USAGE:
             body["usageMetadata"] = dict(protocol.NEGATIVE_USAGE)
-        return _json(body)
+        return body
 
 
 def _char_limit(generation_config: dict[str, Any]) -> int | None:

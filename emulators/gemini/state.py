@@ -20,6 +20,7 @@ from .._common.faults import DEFAULT_SLOW_DELAY_SECONDS as DEFAULT_SLOW_DELAY_SE
 from .._common.faults import FaultBase
 from .._common.state import EmulatorConfig as _BaseConfig
 from .._common.state import EmulatorStateBase
+from .._common.state import MediaPart as MediaPart
 from .._common.state import max_in_window as max_in_window
 
 DEFAULT_KNOWN_MODELS: tuple[str, ...] = (
@@ -52,6 +53,11 @@ class FaultKind(enum.StrEnum):
     NEGATIVE_USAGE = "negative_usage"  # 200, a normal answer whose usage counts are -1
     SLOW = "slow"  # sleep `delay` seconds, then a normal answer
     DROP_CONNECTION = "drop_connection"  # close the socket without any response
+    # streamGenerateContent: after `after_chunks` chunks (default half) the connection
+    # closes / an error event (500 INTERNAL) ends the stream. Not streamed: the whole
+    # answer fails (dropped connection / 500 INTERNAL).
+    STREAM_BREAK = "stream_break"
+    STREAM_ERROR = "stream_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +69,12 @@ class Fault(FaultBase):
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """One entry of ``contents``: its role and the concatenation of its text parts."""
+    """One entry of ``contents``: its role, the concatenation of its text parts and its
+    ``inline_data`` parts as (mime_type, decoded size in bytes)."""
 
     role: str
     text: str
+    media: tuple[MediaPart, ...] = ()
 
 
 @dataclass(slots=True)
@@ -78,7 +86,7 @@ class RecordedRequest:
     monotonic: float  # for window arithmetic that must not jump with the clock
     method: str
     path: str
-    action: str  # generateContent | countTokens | getModel | listModels | unknown
+    action: str  # generateContent | streamGenerateContent | countTokens | getModel | listModels | unknown
     api_version: str | None = None
     model: str | None = None
     # repr=False: the key must never leak into assertion messages or logs.
@@ -98,21 +106,30 @@ class RecordedRequest:
 
     @property
     def last_user_text(self) -> str:
-        for turn in reversed(self.contents):
-            if turn.role == "user":
-                return turn.text
-        return ""
+        return self._last_user_turn.text
+
+    @property
+    def last_user_media(self) -> tuple[MediaPart, ...]:
+        return self._last_user_turn.media
+
+    @property
+    def _last_user_turn(self) -> Turn:
+        return next((t for t in reversed(self.contents) if t.role == "user"), Turn("user", ""))
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["contents"] = [{"role": t.role, "text": t.text} for t in self.contents]
+        data["contents"] = [
+            {"role": t.role, "text": t.text, "media": [list(m) for m in t.media]}
+            for t in self.contents
+        ]
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RecordedRequest:
         values = dict(data)
         values["contents"] = tuple(
-            Turn(role=c["role"], text=c["text"]) for c in data.get("contents", ())
+            Turn(c["role"], c["text"], tuple(MediaPart(*m) for m in c.get("media", ())))
+            for c in data.get("contents", ())
         )
         return cls(**values)
 

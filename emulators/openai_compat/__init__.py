@@ -6,7 +6,14 @@ Importing this package only defines classes; nothing listens until
 
 from .client import EmulatorControlError, OpenAICompatEmulatorClient
 from .emulator import OpenAICompatEmulator
-from .state import DEFAULT_LISTED_MODELS, ChatMessage, Fault, FaultKind, RecordedRequest
+from .state import (
+    DEFAULT_LISTED_MODELS,
+    ChatMessage,
+    Fault,
+    FaultKind,
+    MediaPart,
+    RecordedRequest,
+)
 
 __all__ = [
     "DEFAULT_LISTED_MODELS",
@@ -14,6 +21,7 @@ __all__ = [
     "EmulatorControlError",
     "Fault",
     "FaultKind",
+    "MediaPart",
     "OpenAICompatEmulator",
     "OpenAICompatEmulatorClient",
     "RecordedRequest",

@@ -12,9 +12,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .._common.server import decoded_size, split_text
+from .._common.state import MediaPart
 from .state import ChatMessage
 
 _MODEL_PATH_RE = re.compile(r"^.*?/models/(?P<id>.+)$")
+_DATA_URL_RE = re.compile(
+    r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)(?:;[^,;]*)*;base64,(?P<data>.*)$", re.S
+)
 
 
 def classify(path: str, method: str) -> tuple[str, str | None]:
@@ -51,6 +56,7 @@ class ParsedChatRequest:
     max_tokens: int | None
     max_completion_tokens: int | None
     stream: bool
+    include_usage: bool  # stream_options.include_usage: a last chunk with the usage
 
 
 class InvalidRequest(ValueError):
@@ -58,6 +64,41 @@ class InvalidRequest(ValueError):
         super().__init__(message)
         self.param = param
         self.code = code
+
+
+def _media_part(part: dict[str, Any]) -> MediaPart | None:
+    """An ``image_url`` part with a base64 data: URL, or an ``input_audio`` part; else None."""
+    kind = part.get("type")
+    if kind not in ("image_url", "input_audio"):
+        return None
+    if kind == "image_url":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else image
+        match = _DATA_URL_RE.match(url) if isinstance(url, str) else None
+        if match is None:
+            raise InvalidRequest(
+                "The emulator accepts only base64 data: URLs in image_url (it never fetches a URL).",
+                "messages",
+                "invalid_image_url",
+            )
+        mime_type, data = match["mime"], match["data"]
+    else:
+        audio = part.get("input_audio")
+        audio = audio if isinstance(audio, dict) else {}
+        mime_type, data = f"audio/{audio.get('format') or 'wav'}", audio.get("data")
+    try:
+        return MediaPart(mime_type, decoded_size(data))
+    except ValueError:
+        raise InvalidRequest(
+            f"Invalid base64 data in an {kind} part.", "messages", "invalid_value"
+        ) from None
+
+
+def _message(message: dict[str, Any]) -> ChatMessage:
+    content = message.get("content")
+    parts = [p for p in content if isinstance(p, dict)] if isinstance(content, list) else []
+    media = tuple(m for m in map(_media_part, parts) if m is not None)
+    return ChatMessage(str(message.get("role", "")), _content_text(content), media)
 
 
 def parse_chat_request(body: Any) -> ParsedChatRequest:
@@ -73,11 +114,8 @@ def parse_chat_request(body: Any) -> ParsedChatRequest:
         raise InvalidRequest(
             "'messages' must contain at least one message.", "messages", "invalid_value"
         )
-    parsed = tuple(
-        ChatMessage(role=str(m.get("role", "")), content=_content_text(m.get("content")))
-        for m in messages
-        if isinstance(m, dict)
-    )
+    parsed = tuple(_message(m) for m in messages if isinstance(m, dict))
+    options = body.get("stream_options")
     return ParsedChatRequest(
         model=str(body["model"]),
         messages=parsed,
@@ -85,6 +123,7 @@ def parse_chat_request(body: Any) -> ParsedChatRequest:
         max_tokens=body.get("max_tokens"),
         max_completion_tokens=body.get("max_completion_tokens"),
         stream=bool(body.get("stream", False)),
+        include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
     )
 
 
@@ -94,9 +133,15 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) if text else 0
 
 
+# Roughly what OpenAI counts for a low-detail image; used for any media part.
+MEDIA_PART_TOKENS = 85
+
+
 def prompt_tokens(messages: tuple[ChatMessage, ...]) -> int:
     # OpenAI adds a few tokens of framing per message; mimic that roughly.
-    return sum(estimate_tokens(m.content) + 4 for m in messages) + 3
+    return (
+        sum(estimate_tokens(m.content) + MEDIA_PART_TOKENS * len(m.media) + 4 for m in messages) + 3
+    )
 
 
 def chat_completion(
@@ -129,6 +174,28 @@ def chat_completion(
             "total_tokens": prompt_token_count + completion_tokens,
         },
     }
+
+
+def stream_chunks(completion: dict[str, Any], chunks: int, include_usage: bool) -> list[Any]:
+    """A chat completion as ``stream: true`` sends it (before ``[DONE]``): the content in up
+    to ``chunks`` deltas (the first also names the role), a chunk with the finish_reason,
+    and with ``include_usage`` a last chunk without choices carrying the usage."""
+    head = {k: completion[k] for k in ("id", "created", "model", "system_fingerprint")}
+    head["object"] = "chat.completion.chunk"
+    choice = completion["choices"][0]
+    content = choice["message"]["content"]
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        choices = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+        return {**head, "choices": choices}
+
+    pieces = split_text(content, chunks) if content else []
+    deltas: list[dict[str, Any]] = [{"content": p} for p in pieces] or [{}]
+    deltas[0] = {"role": "assistant", **deltas[0]}
+    events = [chunk(d) for d in deltas] + [chunk({}, choice["finish_reason"])]
+    if include_usage:
+        events.append({**head, "choices": [], "usage": completion["usage"]})
+    return events
 
 
 def model_object(model_id: str) -> dict[str, Any]:
@@ -218,3 +285,5 @@ SIMPLE_ERRORS: dict[str, tuple[int, str, str | None, str]] = {
         "The engine is currently overloaded, please try again later.",
     ),
 }
+# A stream that fails reports a server_error (as an event, or as the answer when not streamed).
+SIMPLE_ERRORS["stream_error"] = SIMPLE_ERRORS["internal"]

@@ -97,7 +97,7 @@ class OpenAIHandler(common.ApiHandler[RecordedRequest, Fault]):
         action: str,
         chat: protocol.ParsedChatRequest | None,
         invalid: protocol.InvalidRequest | None,
-    ) -> web.Response:
+    ) -> web.StreamResponse:
         if action == "unknown":
             body = protocol.error_body(
                 f"Invalid URL ({request.method} {request.path})", "invalid_request_error"
@@ -126,25 +126,31 @@ class OpenAIHandler(common.ApiHandler[RecordedRequest, Fault]):
                 ),
             )
         assert chat is not None
-        if chat.stream:
-            body = protocol.error_body(
-                "stream=true is not supported by the emulator.",
-                "invalid_request_error",
-                "unsupported_value",
-                "stream",
-            )
-            return _error(400, body)
         if not self._state.model_known(chat.model):
             return _error(404, protocol.model_not_found(chat.model))
-        return await self._complete(request, rec, chat)
+        fault = self._state.take_fault(rec)
+        completion = await self._complete(request, rec, chat, fault)
+        if isinstance(completion, web.Response):
+            return completion
+        if not chat.stream:
+            return web.json_response(completion)
+        _status, type_, code, message = protocol.SIMPLE_ERRORS["stream_error"]
+        error_event = protocol.error_body((fault and fault.message) or message, type_, code)
+        timing = self._state.stream_timing
+        events = protocol.stream_chunks(completion, timing.chunks, chat.include_usage)
+        return await self.stream(request, events, fault, error_event, done="[DONE]")
 
     async def _complete(
-        self, request: web.Request, rec: RecordedRequest, chat: protocol.ParsedChatRequest
-    ) -> web.Response:
-        fault = self._state.take_fault(rec)
+        self,
+        request: web.Request,
+        rec: RecordedRequest,
+        chat: protocol.ParsedChatRequest,
+        fault: Fault | None,
+    ) -> dict[str, Any] | web.Response:
+        """The chat completion body, or an answer that is not one (an error, a broken page)."""
         kind = fault.kind if fault else None
 
-        if fault is not None and not await self.transport_fault(request, fault):
+        if fault is not None and not await self.transport_fault(request, fault, chat.stream):
             if kind is FaultKind.AUTH_ERROR:
                 return _error(401, protocol.invalid_api_key())
             elif kind is FaultKind.RATE_LIMIT:
@@ -196,7 +202,7 @@ class OpenAIHandler(common.ApiHandler[RecordedRequest, Fault]):
         content: str | None,
         finish_reason: str,
         negative_usage: bool = False,
-    ) -> web.Response:
+    ) -> dict[str, Any]:
         body = protocol.chat_completion(
             completion_id=f"chatcmpl-emu-{next(self._ids):06d}",
             created=int(time.time()),
@@ -207,7 +213,7 @@ class OpenAIHandler(common.ApiHandler[RecordedRequest, Fault]):
         )
         if negative_usage:
             body["usage"] = dict(protocol.NEGATIVE_USAGE)
-        return web.json_response(body)
+        return body
 
 
 def create_app(state: EmulatorState) -> web.Application:

@@ -19,6 +19,7 @@ from .._common.faults import DEFAULT_SLOW_DELAY_SECONDS as DEFAULT_SLOW_DELAY_SE
 from .._common.faults import FaultBase
 from .._common.state import EmulatorConfig as EmulatorConfig
 from .._common.state import EmulatorStateBase
+from .._common.state import MediaPart as MediaPart
 from .._common.state import max_in_window as max_in_window
 
 # Returned by GET /v1/models when no explicit model list is configured.
@@ -40,6 +41,11 @@ class FaultKind(enum.StrEnum):
     NEGATIVE_USAGE = "negative_usage"  # 200, a normal answer whose usage counts are -1
     SLOW = "slow"  # sleep `delay` seconds, then a normal answer
     DROP_CONNECTION = "drop_connection"  # close the socket without any response
+    # stream=true: after `after_chunks` chunks (default half) the connection closes / an
+    # error event (server_error) ends the stream. Not streamed: the whole answer fails
+    # (dropped connection / 500 server_error).
+    STREAM_BREAK = "stream_break"
+    STREAM_ERROR = "stream_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +57,12 @@ class Fault(FaultBase):
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
-    """One entry of ``messages``; list-of-parts content is flattened to its text parts."""
+    """One entry of ``messages``: list-of-parts content is flattened to its text parts, its
+    ``image_url`` (data: URL) and ``input_audio`` parts are kept as (mime_type, size)."""
 
     role: str
     content: str
+    media: tuple[MediaPart, ...] = ()
 
 
 @dataclass(slots=True)
@@ -80,10 +88,17 @@ class RecordedRequest:
 
     @property
     def last_user_text(self) -> str:
-        for message in reversed(self.messages):
-            if message.role == "user":
-                return message.content
-        return ""
+        return self._last_user_message.content
+
+    @property
+    def last_user_media(self) -> tuple[MediaPart, ...]:
+        return self._last_user_message.media
+
+    @property
+    def _last_user_message(self) -> ChatMessage:
+        return next(
+            (m for m in reversed(self.messages) if m.role == "user"), ChatMessage("user", "")
+        )
 
     @property
     def system_prompt(self) -> str | None:
@@ -97,7 +112,8 @@ class RecordedRequest:
     def from_dict(cls, data: Mapping[str, Any]) -> RecordedRequest:
         values = dict(data)
         values["messages"] = tuple(
-            ChatMessage(role=m["role"], content=m["content"]) for m in data.get("messages", ())
+            ChatMessage(m["role"], m["content"], tuple(MediaPart(*p) for p in m.get("media", ())))
+            for m in data.get("messages", ())
         )
         return cls(**values)
 

@@ -19,7 +19,13 @@ from urllib.parse import urlsplit
 
 from .errors import ApiError, bad_request, forbidden
 from .html_entities import EntityParseError, utf16_len
-from .state import CONFLICT_POLL, BotState, EmulatorState, without_reply
+from .state import (
+    CONFLICT_POLL,
+    MAX_DOWNLOAD_FILE_SIZE,
+    BotState,
+    EmulatorState,
+    without_reply,
+)
 from .text_format import (
     MAX_CAPTION_LENGTH,
     MAX_MESSAGE_LENGTH,
@@ -304,7 +310,7 @@ def _send_media(kind: str, method_name: str) -> Handler:
         _check_can_write(state, bot, chat)
         if params.get(kind) in (None, ""):
             raise bad_request(f"there is no {kind} in the request")
-        content: JSON = {kind: state.fake_media(kind)}
+        content: JSON = {kind: state.fake_media(bot, kind)}
         caption = params.get("caption")
         if caption not in (None, "") and kind not in ("sticker", "video_note"):
             text, entities = _format(state, str(caption), params, "caption_entities")
@@ -318,6 +324,53 @@ def _send_media(kind: str, method_name: str) -> Handler:
         return message
 
     return handler
+
+
+def send_message_draft(state: EmulatorState, bot: BotState, params: JSON) -> bool:
+    """Bot API 10.0: a draft is shown in a private chat while the answer is generated; it is
+    no message. Empty or missing text shows a "Thinking..." placeholder. The errors are
+    the ones Telegram's servers answer (TEXTDRAFT_PEER_INVALID, RANDOM_ID_INVALID)."""
+    chat = _chat(state, params)
+    if chat["type"] != "private":
+        raise bad_request("TEXTDRAFT_PEER_INVALID")
+    _check_can_write(state, bot, chat)
+    draft_id = _int(params, "draft_id")
+    if not draft_id:
+        raise bad_request("RANDOM_ID_INVALID")
+    raw = params.get("text")
+    text, entities = _format(state, str(raw), params, "entities") if raw else ("", [])
+    if utf16_len(text) > MAX_MESSAGE_LENGTH:
+        raise bad_request("message is too long")
+    bot.drafts.append(
+        {
+            "chat_id": chat["id"],
+            "draft_id": draft_id,
+            "text": text,
+            "entities": entities,
+            "parse_mode": params.get("parse_mode"),
+            "message_thread_id": _int(params, "message_thread_id"),
+            "at": state.now(),
+        }
+    )
+    return True
+
+
+def get_file(state: EmulatorState, bot: BotState, params: JSON) -> JSON:
+    """The file's download path (given on the first call); over 20 MiB it is refused."""
+    file = bot.files.get(str(params.get("file_id") or ""))
+    if file is None:
+        raise bad_request("invalid file_id")
+    if file.size > MAX_DOWNLOAD_FILE_SIZE:
+        raise bad_request("file is too big")
+    if file.file_path is None:
+        file.file_path = file.new_path(len(bot.file_paths))
+        bot.file_paths[file.file_path] = file
+    return {
+        "file_id": file.file_id,
+        "file_unique_id": file.file_unique_id,
+        "file_size": file.size,
+        "file_path": file.file_path,
+    }
 
 
 def send_chat_action(state: EmulatorState, bot: BotState, params: JSON) -> bool:
@@ -523,6 +576,8 @@ METHODS: dict[str, Handler] = {
     "getme": get_me,
     "getupdates": get_updates,
     "sendmessage": send_message,
+    "sendmessagedraft": send_message_draft,
+    "getfile": get_file,
     "sendchataction": send_chat_action,
     "editmessagetext": edit_message_text,
     "deletemessage": delete_message,

@@ -144,8 +144,14 @@ class ControlAPI:
         user_id: int | None = None,
         caption: str | None = None,
         message_thread_id: int | None = None,
+        size: int | None = None,
+        mime_type: str | None = None,
+        content: str | None = None,
+        reply_to_message_id: int | None = None,
     ) -> JSON:
-        """Photo/sticker/voice/document/video/audio/animation/video_note/location message."""
+        """Photo/sticker/voice/document/video/audio/animation/video_note/location message; its
+        file has ``size`` fake bytes or exactly ``content`` (base64), fetchable via getFile;
+        optionally a reply to ``reply_to_message_id``."""
         return self._invoke("send_media", _args(locals()))
 
     def send_service_message(
@@ -257,6 +263,14 @@ class ControlAPI:
     def chat_actions(self, token: str, chat_id: int | None = None) -> list[JSON]:
         """sendChatAction records ``{bot_id, chat_id, action, message_thread_id, time}``."""
         return self._invoke("chat_actions", _args(locals()))
+
+    def drafts(self, token: str, chat_id: int | None = None) -> list[JSON]:
+        """sendMessageDraft records ``{chat_id, draft_id, text, entities, parse_mode, message_thread_id, at}``."""
+        return self._invoke("drafts", _args(locals()))
+
+    def file_downloads(self, token: str) -> list[JSON]:
+        """File downloads of the bot ``{file_id, file_path, bytes, at}``."""
+        return self._invoke("file_downloads", _args(locals()))
 
     def calls(
         self, token: str | None = None, method: str | None = None, limit: int | None = None

@@ -4,7 +4,8 @@ Routes:
 
 * ``GET|POST /bot<token>/<method>`` – Bot API (params from query string, JSON body,
   form-urlencoded or multipart body, merged in that order);
-* ``GET /file/bot<token>/<path>`` – file downloads (not emulated: always 404);
+* ``GET /file/bot<token>/<path>`` – file downloads (the ``file_path`` getFile gave this
+  bot; anything else 404);
 * ``GET /_emulator`` – list of control operations;
 * ``GET|POST /_emulator/<operation>`` – control API; JSON object body (or query string)
   = keyword arguments of :class:`~.state.EmulatorState` method ``<operation>``;
@@ -225,7 +226,13 @@ async def _dispatch(
 
 
 async def handle_file(request: web.Request) -> web.StreamResponse:
-    return api_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
+    state = request.app[STATE_KEY]
+    file = state.download_file(request.match_info["token"], request.match_info["path"])
+    if file is None:  # unknown path, or a file of another bot
+        return api_response(
+            {"ok": False, "error_code": 404, "description": "Not Found"}, status=404
+        )
+    return web.Response(body=file.data(), content_type=file.mime_type)
 
 
 async def handle_control_index(request: web.Request) -> web.StreamResponse:

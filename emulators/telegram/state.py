@@ -18,10 +18,14 @@ called over HTTP unchanged.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import functools
+import hashlib
 import itertools
 import json
 import logging
+import mimetypes
 import os
 import random
 import string
@@ -77,6 +81,30 @@ OUT_OF_GROUP = frozenset({"left", "kicked"})
 # The six colours Telegram allows for a forum topic icon (Bot API createForumTopic).
 FORUM_ICON_COLORS = (7322096, 16766590, 13338331, 9367192, 16749490, 16478047)
 
+# getFile refuses larger files ("file is too big"): the Bot API server's 20 MiB limit.
+MAX_DOWNLOAD_FILE_SIZE = 20 * 1024 * 1024
+
+# Media kind -> (default file size, MIME type, file_path directory) of the files send_media
+# makes. Photos, stickers and video notes have no mime_type field in the Bot API.
+MEDIA_FILES: dict[str, tuple[int, str, str]] = {
+    "photo": (64_120, "image/jpeg", "photos"),
+    "sticker": (23_456, "image/webp", "stickers"),
+    "voice": (12_345, "audio/ogg", "voice"),
+    "audio": (3_456_789, "audio/mpeg", "music"),
+    "document": (45_678, "application/pdf", "documents"),
+    "video": (456_789, "video/mp4", "videos"),
+    "animation": (456_789, "video/mp4", "animations"),
+    "video_note": (98_765, "video/mp4", "video_notes"),
+}
+NO_MIME_TYPE_FIELD = frozenset({"photo", "sticker", "video_note"})
+# Telegram's extensions for its usual types (the system's MIME tables may prefer others).
+_EXTENSIONS = {"image/jpeg": "jpg", "audio/ogg": "oga", "audio/mpeg": "mp3"}
+
+
+def file_extension(mime_type: str) -> str:
+    guessed = mimetypes.guess_extension(mime_type) or ".bin"
+    return _EXTENSIONS.get(mime_type) or guessed.lstrip(".")
+
 
 def control_op(fn: F) -> F:
     """Mark a method as a control operation (exposed in-process and under ``/_emulator/<name>``)."""
@@ -108,6 +136,28 @@ class Fault:
             "retry_after": self.retry_after,
             "delay": self.delay,
         }
+
+
+@dataclass
+class StoredFile:
+    """A file in a bot's updates, for getFile and ``GET /file/bot<token>/<file_path>``."""
+
+    file_id: str
+    file_unique_id: str
+    size: int
+    mime_type: str
+    directory: str  # of its file_path: "photos", "voice", ...
+    content: bytes | None = None  # None: deterministic fake bytes of ``size``
+    file_path: str | None = None  # given by the first getFile, as on Telegram
+
+    def data(self) -> bytes:
+        if self.content is not None:
+            return self.content
+        block = hashlib.sha256(self.file_unique_id.encode()).digest()
+        return (block * (self.size // len(block) + 1))[: self.size]
+
+    def new_path(self, number: int) -> str:
+        return f"{self.directory}/file_{number}.{file_extension(self.mime_type)}"
 
 
 @dataclass
@@ -154,6 +204,11 @@ class BotState:
     # Per forum chat: thread id -> its forum_topic_created message. Per bot because
     # message ids are (a thread id is the id of that service message).
     forum_topics: dict[int, dict[int, JSON]] = field(default_factory=dict)
+    # Files of the media in its updates and sends, by file_id and (after getFile) file_path.
+    files: dict[str, StoredFile] = field(default_factory=dict)
+    file_paths: dict[str, StoredFile] = field(default_factory=dict)
+    downloads: list[JSON] = field(default_factory=list)
+    drafts: list[JSON] = field(default_factory=list)  # sendMessageDraft calls, oldest first
 
     def user(self) -> JSON:
         """The bot as it appears in ``from`` fields."""
@@ -941,11 +996,25 @@ class EmulatorState:
         user_id: int | None = None,
         caption: str | None = None,
         message_thread_id: int | None = None,
+        size: int | None = None,
+        mime_type: str | None = None,
+        content: str | None = None,
+        reply_to_message_id: int | None = None,
     ) -> JSON:
-        """A message with media and no text (photo/sticker/voice/...; optional caption).
+        """A message with media and no text (photo/sticker/voice/...; optional caption;
+        optionally a reply to ``reply_to_message_id`` of the chat).
 
-        ``message_thread_id`` posts it in a forum topic.
+        Its files can be fetched (getFile, then ``GET /file/bot<token>/<file_path>``):
+        ``size`` bytes of deterministic fake data (default: a typical size for ``kind``),
+        or exactly ``content`` (base64). ``mime_type`` replaces the kind's usual one
+        (not for photo/sticker/video_note, which have no mime_type field). A photo comes
+        in three sizes; the largest is the file itself. ``message_thread_id`` posts it
+        in a forum topic.
         """
+        try:
+            content_bytes = None if content is None else base64.b64decode(content, validate=True)
+        except (binascii.Error, TypeError):
+            raise ValueError("content must be a base64 string") from None
         bot = self.bot(token)
         topic: JSON = {}
         if chat_id is not None and chat_id < 0:
@@ -958,68 +1027,84 @@ class EmulatorState:
         else:
             user = self._user(chat_id if chat_id is not None else user_id)
             chat = self.chats[user["id"]]
-        content: JSON = {**topic, kind: self.fake_media(kind)}
+        media = self.fake_media(bot, kind, size, mime_type, content_bytes)
+        message_content: JSON = {**topic, kind: media}
         if caption is not None:
             if kind in ("sticker", "video_note", "location"):
                 raise ValueError(f"{kind} messages have no caption")
-            content["caption"] = caption
-            content["caption_entities"] = message_entities_for(caption) or None
-        message = self._user_message(bot, chat, user, **content)
+            message_content["caption"] = caption
+            message_content["caption_entities"] = message_entities_for(caption) or None
+        if reply_to_message_id is not None:
+            target = self.find_message(bot, chat["id"], reply_to_message_id)
+            if target is None:
+                raise LookupError(f"no message {reply_to_message_id} in chat {chat['id']} for bot {bot.id}")
+            message_content["reply_to_message"] = without_reply(target)
+        message = self._user_message(bot, chat, user, **message_content)
         return self.push_update(bot, "message", message)
 
-    def fake_media(self, kind: str) -> Any:
-        """Realistic-looking media objects with unique file ids."""
+    def fake_media(
+        self,
+        bot: BotState,
+        kind: str,
+        size: int | None = None,
+        mime_type: str | None = None,
+        content: bytes | None = None,
+    ) -> Any:
+        """Realistic-looking media objects whose files (unique ids) ``bot`` can fetch."""
+        if kind == "location":
+            if size is not None or mime_type is not None or content is not None:
+                raise ValueError("a location has no file")
+            return {"latitude": 52.52, "longitude": 13.405}
+        if kind not in MEDIA_FILES:
+            raise ValueError(f"unsupported media kind {kind!r}")
+        default_size, default_mime, directory = MEDIA_FILES[kind]
+        if mime_type is not None and kind in NO_MIME_TYPE_FIELD:
+            raise ValueError(f"a {kind} has no mime_type in the Bot API")
+        if content is not None:
+            if size is not None and size != len(content):
+                raise ValueError(f"size {size} is not the length of content ({len(content)})")
+            size = len(content)
+        size = default_size if size is None else int(size)
+        if size < 1:
+            raise ValueError("size must be >= 1")
+        mime = mime_type or default_mime
 
-        def file_ids() -> JSON:
-            return {"file_id": self._file_id(), "file_unique_id": self._file_id(16)}
+        def stored(file_size: int, data: bytes | None = None) -> JSON:
+            file = StoredFile(self._file_id(), self._file_id(16), file_size, mime, directory, data)
+            bot.files[file.file_id] = file
+            return {
+                "file_id": file.file_id,
+                "file_unique_id": file.file_unique_id,
+                "file_size": file_size,
+            }
 
         if kind == "photo":
+            # Telegram sends a few scaled-down sizes; the last and largest is the file itself.
+            thumbs = [(90, 67, size * 1_342 // 64_120), (320, 240, size * 17_403 // 64_120)]
             return [
-                {**file_ids(), "width": w, "height": h, "file_size": s}
-                for w, h, s in ((90, 67, 1_342), (320, 240, 17_403), (800, 600, 64_120))
+                *({**stored(max(1, s)), "width": w, "height": h} for w, h, s in thumbs),
+                {**stored(size, content), "width": 800, "height": 600},
             ]
-        if kind == "sticker":
-            return {
-                **file_ids(),
+        media = stored(size, content)
+        if kind not in NO_MIME_TYPE_FIELD:
+            media["mime_type"] = mime
+        extra: dict[str, JSON] = {
+            "sticker": {
                 "type": "regular",
                 "width": 512,
                 "height": 512,
                 "is_animated": False,
                 "is_video": False,
                 "emoji": "😀",
-                "file_size": 23_456,
-            }
-        if kind == "voice":
-            return {**file_ids(), "duration": 3, "mime_type": "audio/ogg", "file_size": 12_345}
-        if kind == "audio":
-            return {
-                **file_ids(),
-                "duration": 180,
-                "mime_type": "audio/mpeg",
-                "file_size": 3_456_789,
-                "title": "Song",
-            }
-        if kind == "document":
-            return {
-                **file_ids(),
-                "file_name": "report.pdf",
-                "mime_type": "application/pdf",
-                "file_size": 45_678,
-            }
-        if kind in ("video", "animation"):
-            return {
-                **file_ids(),
-                "width": 640,
-                "height": 360,
-                "duration": 5,
-                "mime_type": "video/mp4",
-                "file_size": 456_789,
-            }
-        if kind == "video_note":
-            return {**file_ids(), "length": 240, "duration": 4, "file_size": 98_765}
-        if kind == "location":
-            return {"latitude": 52.52, "longitude": 13.405}
-        raise ValueError(f"unsupported media kind {kind!r}")
+            },
+            "voice": {"duration": 3},
+            "audio": {"duration": 180, "title": "Song"},
+            "document": {"file_name": f"report.{file_extension(mime)}"},
+            "video": {"width": 640, "height": 360, "duration": 5},
+            "animation": {"width": 640, "height": 360, "duration": 5},
+            "video_note": {"length": 240, "duration": 4},
+        }
+        return {**media, **extra[kind]}
 
     def _file_id(self, length: int = 44) -> str:
         alphabet = string.ascii_letters + string.digits + "_-"
@@ -1415,6 +1500,27 @@ class EmulatorState:
         """sendChatAction calls of the bot: ``{chat_id, action, time}``."""
         bot = self.bot(token)
         return [a for a in bot.chat_actions if chat_id is None or a["chat_id"] == chat_id]
+
+    @control_op
+    def drafts(self, token: str, chat_id: int | None = None) -> list[JSON]:
+        """sendMessageDraft calls of the bot, oldest first: ``{chat_id, draft_id, text, entities,
+        parse_mode, message_thread_id, at}`` (text "" is the "Thinking..." placeholder)."""
+        bot = self.bot(token)
+        return [d for d in bot.drafts if chat_id is None or d["chat_id"] == chat_id]
+
+    @control_op
+    def file_downloads(self, token: str) -> list[JSON]:
+        """Files the bot downloaded, oldest first: ``{file_id, file_path, bytes, at}``."""
+        return list(self.bot(token).downloads)
+
+    def download_file(self, token: str, file_path: str) -> StoredFile | None:
+        """The file behind ``/file/bot<token>/<file_path>`` (None: not this bot's), recorded."""
+        bot = self.bots_by_token.get(token)
+        file = bot.file_paths.get(file_path) if bot is not None else None
+        if bot is not None and file is not None:
+            record = {"file_id": file.file_id, "file_path": file_path, "bytes": file.size}
+            bot.downloads.append({**record, "at": self.now()})
+        return file
 
     @control_op
     def calls(

@@ -7,13 +7,16 @@ runtime); the autouse fixture resets it so every test starts from scratch.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from google import genai
@@ -464,3 +467,178 @@ def test_it_runs_standalone_with_python_m() -> None:
 
     assert response.text.endswith("You said: standalone")
     assert [r.last_user_text for r in recorded] == ["standalone"]
+
+
+# --------------------------------------------------------------------------- inline data
+
+IMAGE = b"\xff\xd8\xff\xe0" + bytes(range(200))
+
+
+def ask_about_image(client: genai.Client, caption: str) -> types.GenerateContentResponse:
+    image = types.Part.from_bytes(data=IMAGE, mime_type="image/jpeg")
+    return client.models.generate_content(model=MODEL, contents=[image, caption])
+
+
+def test_it_records_inline_data_parts_beside_the_caption(emulator: GeminiEmulator) -> None:
+    ask_about_image(make_client(emulator), "What is on this photo?")
+
+    [rec] = emulator.requests()
+    assert rec.contents[-1].text == "What is on this photo?"
+    assert rec.contents[-1].media == (("image/jpeg", len(IMAGE)),)
+    assert rec.last_user_media[0].mime_type == "image/jpeg"
+
+
+def test_it_says_in_the_default_reply_what_media_it_received(emulator: GeminiEmulator) -> None:
+    response = ask_about_image(make_client(emulator), "Look")
+
+    assert response.text == (
+        f"[gemini-emulator:{MODEL}] You said: Look [received image/jpeg, {len(IMAGE)} bytes]"
+    )
+
+
+def test_it_rejects_inline_data_that_is_not_base64(emulator: GeminiEmulator) -> None:
+    part = {"inlineData": {"mimeType": "audio/ogg", "data": "not base64!"}}
+    response = httpx.post(
+        f"{emulator.base_url}/v1beta/models/{MODEL}:generateContent",
+        headers={"x-goog-api-key": GOOD_KEY},
+        json={"contents": [{"role": "user", "parts": [part]}]},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert "Base64 decoding failed" in response.json()["error"]["message"]
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+async def stream_texts(
+    client: genai.Client, text: str = "tell me more", timed: bool = False
+) -> list[Any]:
+    """Texts of the chunks of one streamed answer (with their arrival times if ``timed``)."""
+    started = time.monotonic()
+    chunks: list[Any] = []
+    async for chunk in await client.aio.models.generate_content_stream(model=MODEL, contents=text):
+        chunks.append((time.monotonic() - started, chunk.text) if timed else chunk.text)
+    return chunks
+
+
+def test_it_streams_the_reply_in_chunks_that_arrive_one_by_one(emulator: GeminiEmulator) -> None:
+    emulator.set_stream_timing(first_chunk_delay=0.3, chunk_delay=0.2, chunks=3)
+
+    arrivals = [at for at, _text in asyncio.run(stream_texts(make_client(emulator), timed=True))]
+
+    assert len(arrivals) == 3
+    assert arrivals[0] >= 0.25
+    assert all(later - earlier >= 0.15 for earlier, later in itertools.pairwise(arrivals))
+
+
+def test_it_streams_the_same_text_as_the_unstreamed_reply(emulator: GeminiEmulator) -> None:
+    emulator.set_stream_timing(first_chunk_delay=0, chunk_delay=0, chunks=4)
+    client = make_client(emulator)
+
+    texts = asyncio.run(stream_texts(client, "one two three four five"))
+
+    assert len(texts) == 4
+    assert "".join(texts) == ask(client, "one two three four five").text
+
+
+def test_it_puts_finish_reason_and_usage_on_the_last_chunk_only(emulator: GeminiEmulator) -> None:
+    emulator.set_stream_timing(first_chunk_delay=0, chunk_delay=0, chunks=3)
+
+    async def main() -> list[types.GenerateContentResponse]:
+        stream = await make_client(emulator).aio.models.generate_content_stream(
+            model=MODEL, contents="one two three"
+        )
+        return [chunk async for chunk in stream]
+
+    *first, last = asyncio.run(main())
+
+    assert [c.candidates[0].finish_reason for c in first] == [None, None]
+    assert all(c.usage_metadata is None for c in first)
+    assert last.candidates[0].finish_reason == types.FinishReason.STOP
+    assert last.usage_metadata.candidates_token_count > 0
+
+
+def test_it_records_the_stream_request_under_its_own_action(emulator: GeminiEmulator) -> None:
+    emulator.set_stream_timing(first_chunk_delay=0, chunk_delay=0)
+
+    asyncio.run(stream_texts(make_client(emulator, api_version="v1beta"), "streamed"))
+
+    [rec] = emulator.requests()
+    assert rec.action == "streamGenerateContent"
+    assert rec.path == f"/v1beta/models/{MODEL}:streamGenerateContent"
+    assert (rec.status, rec.last_user_text) == (200, "streamed")
+
+
+def test_it_breaks_the_connection_after_n_chunks(emulator: GeminiEmulator) -> None:
+    emulator.set_stream_timing(first_chunk_delay=0, chunk_delay=0, chunks=4)
+    emulator.add_fault(FaultKind.STREAM_BREAK, after_chunks=2)
+    received: list[str] = []
+
+    async def main() -> None:
+        stream = await make_client(emulator).aio.models.generate_content_stream(
+            model=MODEL, contents="one two three four"
+        )
+        async for chunk in stream:
+            received.append(chunk.text)
+
+    # The async client reads with aiohttp when it is installed, else with httpx/httpx2.
+    with pytest.raises((aiohttp.ClientPayloadError, *TRANSPORT_ERROR)):
+        asyncio.run(main())
+
+    assert len(received) == 2
+    assert emulator.requests()[0].fault == "stream_break"
+
+
+def test_it_ends_the_stream_with_an_error_event_after_n_chunks(emulator: GeminiEmulator) -> None:
+    emulator.set_stream_timing(first_chunk_delay=0, chunk_delay=0, chunks=4)
+    emulator.add_fault(FaultKind.STREAM_ERROR, after_chunks=1)
+    received: list[str] = []
+
+    async def main() -> None:
+        stream = await make_client(emulator).aio.models.generate_content_stream(
+            model=MODEL, contents="one two three four"
+        )
+        async for chunk in stream:
+            received.append(chunk.text)
+
+    with pytest.raises(errors.ServerError) as caught:
+        asyncio.run(main())
+
+    assert caught.value.code == 500 and caught.value.status == "INTERNAL"
+    assert len(received) == 1
+
+
+def test_it_fails_an_unstreamed_answer_on_a_stream_fault(emulator: GeminiEmulator) -> None:
+    emulator.add_fault(FaultKind.STREAM_ERROR)
+
+    with pytest.raises(errors.ServerError):
+        ask(make_client(emulator))
+
+
+def test_it_answers_an_error_fault_before_the_stream_starts(emulator: GeminiEmulator) -> None:
+    emulator.add_fault(FaultKind.RATE_LIMIT)
+
+    with pytest.raises(errors.ClientError) as caught:
+        asyncio.run(stream_texts(make_client(emulator)))
+
+    assert caught.value.code == 429
+
+
+def test_it_takes_after_chunks_only_for_stream_faults(emulator: GeminiEmulator) -> None:
+    with pytest.raises(ValueError, match="after_chunks"):
+        emulator.add_fault(FaultKind.INTERNAL, after_chunks=1)
+
+
+def test_it_sets_stream_timing_and_stream_faults_over_http(emulator: GeminiEmulator) -> None:
+    with GeminiEmulatorClient(emulator.base_url) as control:
+        control.set_stream_timing(first_chunk_delay=0, chunk_delay=0, chunks=2)
+        fault = control.add_fault("stream_error", after_chunks=1)
+        with pytest.raises(errors.ServerError):
+            asyncio.run(stream_texts(make_client(emulator), "a b c d"))
+        control.reset()  # back to the default timing: up to 4 chunks
+        texts = asyncio.run(stream_texts(make_client(emulator), "a b c d"))
+
+    assert fault.after_chunks == 1
+    assert len(texts) == 4

@@ -7,16 +7,20 @@ unless a test is about retries, so error responses surface immediately.
 from __future__ import annotations
 
 import asyncio
+import base64
+import itertools
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionChunk
 
 from emulators.openai_compat import FaultKind, OpenAICompatEmulator, OpenAICompatEmulatorClient
 
@@ -350,3 +354,178 @@ def test_it_runs_standalone_with_python_m() -> None:
 
     assert completion.choices[0].message.content.endswith("You said: standalone")
     assert [r.last_user_text for r in recorded] == ["standalone"]
+
+
+# --------------------------------------------------------------------------- media parts
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(100))
+
+
+def image_message(caption: str, url: str | None = None) -> list[Any]:
+    data_url = url or f"data:image/png;base64,{base64.b64encode(PNG).decode()}"
+    content = [
+        {"type": "text", "text": caption},
+        {"type": "image_url", "image_url": {"url": data_url}},
+    ]
+    return [{"role": "user", "content": content}]
+
+
+def test_it_records_image_parts_beside_the_caption(emulator: OpenAICompatEmulator) -> None:
+    make_client(emulator).chat.completions.create(
+        model=MODEL, messages=image_message("What is it?")
+    )
+
+    [rec] = emulator.requests()
+    assert rec.messages[-1].content == "What is it?"
+    assert rec.messages[-1].media == (("image/png", len(PNG)),)
+
+
+def test_it_says_in_the_default_reply_what_media_it_received(
+    emulator: OpenAICompatEmulator,
+) -> None:
+    completion = make_client(emulator).chat.completions.create(
+        model=MODEL, messages=image_message("Look")
+    )
+
+    assert completion.choices[0].message.content == (
+        f"[openai-emulator:{MODEL}] You said: Look [received image/png, {len(PNG)} bytes]"
+    )
+
+
+def test_it_records_input_audio_parts(emulator: OpenAICompatEmulator) -> None:
+    audio = {
+        "type": "input_audio",
+        "input_audio": {"data": base64.b64encode(b"RIFF1234").decode(), "format": "wav"},
+    }
+    make_client(emulator).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": [audio]}]
+    )
+
+    assert emulator.requests()[0].last_user_media == (("audio/wav", 8),)
+
+
+def test_it_refuses_image_urls_it_would_have_to_fetch(emulator: OpenAICompatEmulator) -> None:
+    with pytest.raises(openai.BadRequestError):
+        make_client(emulator).chat.completions.create(
+            model=MODEL, messages=image_message("Look", url="https://example.com/cat.png")
+        )
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+async def stream_chunks(
+    emulator: OpenAICompatEmulator, text: str = "tell me more", **options: Any
+) -> list[tuple[float, ChatCompletionChunk]]:
+    """The chunks of one ``stream=True`` answer with their arrival times."""
+    client = openai.AsyncOpenAI(api_key=GOOD_KEY, base_url=emulator.base_url, max_retries=0)
+    started = time.monotonic()
+    try:
+        stream = await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": text}], stream=True, **options
+        )
+        return [(time.monotonic() - started, chunk) async for chunk in stream]
+    finally:
+        await client.close()
+
+
+def texts_of(chunks: list[tuple[float, ChatCompletionChunk]]) -> list[str]:
+    return [
+        c.choices[0].delta.content for _, c in chunks if c.choices and c.choices[0].delta.content
+    ]
+
+
+def test_it_streams_the_reply_in_chunks_that_arrive_one_by_one(
+    emulator: OpenAICompatEmulator,
+) -> None:
+    emulator.set_stream_timing(first_chunk_delay=0.3, chunk_delay=0.2, chunks=3)
+
+    chunks = asyncio.run(stream_chunks(emulator, "one two three"))
+
+    arrivals = [at for at, chunk in chunks if chunk.choices[0].delta.content]
+    assert len(arrivals) == 3
+    assert arrivals[0] >= 0.25
+    assert all(later - earlier >= 0.15 for earlier, later in itertools.pairwise(arrivals))
+
+
+def test_it_streams_the_same_text_as_the_unstreamed_reply(emulator: OpenAICompatEmulator) -> None:
+    emulator.set_stream_timing(first_chunk_delay=0, chunk_delay=0, chunks=4)
+
+    texts = texts_of(asyncio.run(stream_chunks(emulator, "one two three four five")))
+
+    assert len(texts) == 4
+    assert (
+        "".join(texts)
+        == ask(make_client(emulator), "one two three four five").choices[0].message.content
+    )
+    assert emulator.requests()[0].stream is True
+
+
+def test_it_ends_the_stream_with_the_finish_reason_and_the_usage_if_asked(
+    emulator: OpenAICompatEmulator,
+) -> None:
+    emulator.set_stream_timing(first_chunk_delay=0, chunk_delay=0)
+
+    chunks = [
+        c for _, c in asyncio.run(stream_chunks(emulator, stream_options={"include_usage": True}))
+    ]
+    *_, finish, usage = chunks
+
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert finish.choices[0].finish_reason == "stop" and finish.usage is None
+    assert usage.choices == [] and usage.usage.completion_tokens > 0
+
+
+def test_it_breaks_the_connection_after_n_chunks(emulator: OpenAICompatEmulator) -> None:
+    emulator.set_stream_timing(first_chunk_delay=0, chunk_delay=0, chunks=4)
+    emulator.add_fault(FaultKind.STREAM_BREAK, after_chunks=2)
+    received: list[str | None] = []
+
+    async def main() -> None:
+        client = openai.AsyncOpenAI(api_key=GOOD_KEY, base_url=emulator.base_url, max_retries=0)
+        stream = await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "a b c d"}], stream=True
+        )
+        async for chunk in stream:
+            received.append(chunk.choices[0].delta.content)
+
+    with pytest.raises(openai.APIConnectionError):
+        asyncio.run(main())
+
+    assert len(received) == 2
+    assert emulator.requests()[0].fault == "stream_break"
+
+
+def test_it_ends_the_stream_with_an_error_event_after_n_chunks(
+    emulator: OpenAICompatEmulator,
+) -> None:
+    emulator.set_stream_timing(first_chunk_delay=0, chunk_delay=0, chunks=4)
+    emulator.add_fault(FaultKind.STREAM_ERROR, after_chunks=1, message="overloaded mid-stream")
+    received: list[str | None] = []
+
+    async def main() -> None:
+        client = openai.AsyncOpenAI(api_key=GOOD_KEY, base_url=emulator.base_url, max_retries=0)
+        stream = await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "a b c d"}], stream=True
+        )
+        async for chunk in stream:
+            received.append(chunk.choices[0].delta.content)
+
+    with pytest.raises(openai.APIError, match="overloaded mid-stream"):
+        asyncio.run(main())
+
+    assert len(received) == 1
+
+
+def test_it_fails_an_unstreamed_answer_on_a_stream_fault(emulator: OpenAICompatEmulator) -> None:
+    emulator.add_fault(FaultKind.STREAM_BREAK)
+
+    with pytest.raises(openai.APIConnectionError):
+        ask(make_client(emulator))
+
+
+def test_it_answers_an_error_fault_before_the_stream_starts(emulator: OpenAICompatEmulator) -> None:
+    emulator.add_fault(FaultKind.RATE_LIMIT, retry_after=0.1)
+
+    with pytest.raises(openai.RateLimitError):
+        asyncio.run(stream_chunks(emulator))
