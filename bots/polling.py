@@ -23,6 +23,7 @@ import logging
 import random
 import threading
 import uuid
+from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import QuerySet
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 
 
 # --- launching ----------------------------------------------------------------------
+
+# Seconds a launch may take between taking the lease and registering the poller.
+LAUNCH_GRACE = 10.0
 
 
 def poller_launch(*, task_id: int, token: str) -> bool:
@@ -57,7 +61,7 @@ def poller_launch(*, task_id: int, token: str) -> bool:
         task_fail(task_id=task_id, token=token, error=str(failure))
         return False
     poller = Poller(task_id=task_id, token=token, endpoint=endpoint, offset=bot.update_offset)
-    aio.run(_pollers.start(poller), timeout=10)  # registered before we return
+    aio.run(_pollers.start(poller), timeout=LAUNCH_GRACE)  # registered before we return
     return True
 
 
@@ -224,14 +228,22 @@ class _Pollers:
 def _leases_renew(held: dict[int, str]) -> list[int]:
     """One round for all of this process's pollers: which lost their lease (returned),
     and renew the rest. A lease this process owns but runs no poller for (its poller
-    died) is expired at once, so the supervisor revives that bot."""
+    died) is expired at once, so the supervisor revives that bot; not one taken in the
+    last LAUNCH_GRACE seconds: poller_launch takes the lease in the database before it
+    registers the poller on the loop, and `held` may have been read in between."""
     owner, now = worker_id(), timezone.now()
-    owned = dict(
-        BotTask.objects.filter(poll_owner=owner, status=BotTask.Status.RUNNING)
-        .values_list("pk", "poll_token")
-    )
-    lost = [task_id for task_id, token in held.items() if owned.get(task_id) != token]
-    orphans = [task_id for task_id, token in owned.items() if held.get(task_id) != token]
+    owned = {
+        task_id: (token, claimed_at)
+        for task_id, token, claimed_at in BotTask.objects.filter(
+            poll_owner=owner, status=BotTask.Status.RUNNING
+        ).values_list("pk", "poll_token", "poll_claimed_at")
+    }
+    launching_since = now - timedelta(seconds=LAUNCH_GRACE)
+    lost = [task_id for task_id, token in held.items() if owned.get(task_id, ("", None))[0] != token]
+    orphans = [
+        task_id for task_id, (token, claimed_at) in owned.items()
+        if held.get(task_id) != token and (claimed_at is None or claimed_at < launching_since)
+    ]
     if orphans:
         BotTask.objects.filter(pk__in=orphans, poll_owner=owner).update(
             poll_owner="", lease_expires_at=now
