@@ -4,7 +4,7 @@ bot, and a 429's retry_after that applies to that bot only. Shared by every work
 
 from config.ratelimit import SlotUnavailable, Window, block_for, slot_acquire
 
-__all__ = ["SlotUnavailable", "bot_flood_block", "send_slot_acquire"]
+__all__ = ["SlotUnavailable", "bot_flood_block", "draft_slot_try", "send_slot_acquire"]
 
 PER_CHAT = (1, 1_000)  # (sends, window in ms)
 PER_GROUP = (20, 60_000)
@@ -47,3 +47,16 @@ async def send_slot_acquire(
 async def bot_flood_block(*, bot_id: int, seconds: float) -> None:
     """After a 429: no send for this bot, from any worker, until retry_after passes."""
     await block_for(block_key=_flood_key(bot_id), seconds=seconds)
+
+
+async def draft_slot_try(*, bot_id: int) -> bool:
+    """A slot of the bot's 30/s for a draft update, now or never: a draft that would
+    wait is skipped (the next one shows more text), and it never takes the chat's own
+    one-a-second slot, which the final message needs."""
+    try:
+        await slot_acquire(
+            windows=[Window(f"botfleet:rate:bot:{bot_id}", *PER_BOT)], block_key=_flood_key(bot_id), max_wait=0,
+        )
+    except SlotUnavailable:
+        return False
+    return True

@@ -413,6 +413,37 @@ async def send_message(
 _NO_LINK_PREVIEW = {"is_disabled": True}
 
 
+async def send_message_draft(
+    endpoint: BotEndpoint, *, chat_id: int, draft_id: int, text: str,
+    entities: Sequence[dict[str, Any]] | None = None, message_thread_id: int | None = None,
+) -> None:
+    """sendMessageDraft (on the I/O loop): a reply shown as it is written, in a private
+    chat only; ephemeral (the final text is still sent with sendMessage)."""
+    options: dict[str, Any] = {}
+    if entities:
+        options["entities"] = list(entities)
+    if message_thread_id:
+        options["message_thread_id"] = message_thread_id
+    await _call(endpoint, "send_message_draft", chat_id=chat_id, draft_id=draft_id, text=text, api_kwargs=options)
+
+
+class FileTooLarge(TelegramFailure):
+    permanent = True
+
+
+async def file_download(endpoint: BotEndpoint, file_id: str, *, max_bytes: int) -> bytes:
+    """A file the bot received (on the I/O loop): getFile, then its bytes from the file
+    URL; refused, without fetching the body, when Telegram says it is over `max_bytes`."""
+    file: Any = await _call(endpoint, "get_file", file_id)
+    if file.file_size and file.file_size > max_bytes:
+        raise FileTooLarge(f"The file is {file.file_size} bytes, over the {max_bytes} allowed.")
+    async with _translated_errors():
+        data = await file.download_as_bytearray()
+    if len(data) > max_bytes:
+        raise FileTooLarge(f"The file is {len(data)} bytes, over the {max_bytes} allowed.")
+    return bytes(data)
+
+
 async def send_chat_action(endpoint: BotEndpoint, *, chat_id: int, action: str = "typing") -> None:
     await _call(endpoint, "send_chat_action", chat_id=chat_id, action=action)
 

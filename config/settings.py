@@ -261,6 +261,11 @@ OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=5)
 # wait hands it back to the database (queued) for the reaper to send when it is due.
 OUTBOX_MAX_INLINE_WAIT = env.float("OUTBOX_MAX_INLINE_WAIT", default=30.0)
 
+# --- Media (photos, voice notes, videos the AI is shown) ---------------------
+# Larger files get a polite line and are never downloaded. Telegram's Bot API serves
+# files up to 20 MB.
+MEDIA_MAX_BYTES = env.int("MEDIA_MAX_BYTES", default=10_000_000)
+
 # --- Sandbox (the demo chat page with an emulated Telegram) ----------------
 SANDBOX_ENABLED = env.bool("SANDBOX_ENABLED", default=DEBUG)
 # The Telegram Bot API emulator bin/run starts (its control API and Bot API).

@@ -45,8 +45,8 @@ def generation_request(
     return generation_context(message=message, persona=persona).request
 
 
-def generation_context(*, message: Message, persona: Persona) -> Context:
-    asked = _asked(message)
+def generation_context(*, message: Message, persona: Persona, media_shown: bool = False) -> Context:
+    asked = _asked(message, media_shown=media_shown)
     budget = persona.context_token_budget - tokens_estimate(_instructions(message, persona))
     budget -= tokens_estimate(asked.text)
     # Notes and summary take at most half the budget: the recent turns need the rest.
@@ -57,13 +57,15 @@ def generation_context(*, message: Message, persona: Persona) -> Context:
         preamble.append(ChatTurn(role="user", text=wording.SUMMARY_AHEAD.format(summary=text)))
     budget -= sum(tokens_estimate(turn.text) for turn in preamble)
     turns, left_out = _history(message, persona.history_limit, budget, after=summary.covers_up_to if summary else 0)
-    return Context(request=_request(message, persona, preamble + turns), summary_due=left_out)
+    return Context(request=_request(message, persona, preamble + turns, asked), summary_due=left_out)
 
 
-def _request(message: Message, persona: Persona, history: list[ChatTurn]) -> GenerationRequest:
+def _request(
+    message: Message, persona: Persona, history: list[ChatTurn], asked: ChatTurn | None = None
+) -> GenerationRequest:
     return GenerationRequest(
         instructions=_instructions(message, persona),
-        message=_asked(message),
+        message=asked or _asked(message),
         history=history,
         temperature=persona.temperature,
         max_output_tokens=persona.max_output_tokens,
@@ -78,16 +80,24 @@ def _instructions(message: Message, persona: Persona) -> str:
     return f"{persona.instructions.strip()}\n\n{identity}{where}"
 
 
-def _asked(message: Message) -> ChatTurn:
-    """The message being answered. In a group it says where (the group's title, quoted);
-    a captioned photo or file says the media is unseen."""
+def _asked(message: Message, *, media_shown: bool = False) -> ChatTurn:
+    """The message being answered. In a group it says where (the group's title, quoted).
+    Media the AI is shown (`media_shown`, conversations.media) has its caption as the
+    question; media it cannot take is said to be unseen."""
     turn = _turn(message)
     text = turn.text
+    if message.kind == Message.Kind.MEDIA:
+        placeholder = wording.media_placeholder(message.text) or "[file]"
+        what = placeholder.strip("[]")
+        if media_shown:
+            caption = message.text[len(placeholder):].strip()
+            text = caption or wording.MEDIA_WITHOUT_CAPTION.format(what=what)
+            if message.chat.is_group and turn.author:
+                text = f"{quoted(turn.author)}: {text}"
+        else:
+            text = f"{text}\n\n{wording.MEDIA_NOT_UNDERSTOOD.format(what=what)}"
     if message.chat.is_group:
         text = f"(in the group {quoted(message.chat.title)}) {text}"
-    if message.kind == Message.Kind.MEDIA:
-        what = (wording.media_placeholder(message.text) or "[file]").strip("[]")
-        text = f"{text}\n\n{wording.MEDIA_NOT_UNDERSTOOD.format(what=what)}"
     return ChatTurn(role=turn.role, text=text, author=turn.author)
 
 

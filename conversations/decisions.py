@@ -2,7 +2,7 @@
 
 Private chats: every message from a person. Groups: messages that @mention the bot (or
 a text_mention of it, or its name), replies to the bot's messages, and commands; media
-whose caption mentions the bot, or that replies to the bot (the caption is the question).
+whose caption mentions the bot, or that replies to the bot.
 Never other bots (the bot itself included), edits or service messages.
 """
 
@@ -25,7 +25,8 @@ def reply_wanted(*, task: BotTask, bot: Bot, message: telegram.Message, kind: st
     if kind == Message.Kind.COMMAND:
         return command_is_for(bot, message)
     if kind == Message.Kind.MEDIA and not message.caption:
-        return False  # a photo in a group is not a question to the bot; its caption may be
+        # A photo in a group is not a question to the bot, unless it answers the bot.
+        return task.respond_to_replies and replies_to(bot, message)
     return (task.respond_to_mentions and mentions(bot, message)) or (
         task.respond_to_replies and replies_to(bot, message)
     )

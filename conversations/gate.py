@@ -6,7 +6,8 @@
       access (policy.access): denied or not allowed → the persona's "not allowed" line in
                                             private (may be empty), silence in groups
       paused (an operator's /pause)       → silence (the message is logged)
-      the persona's fixed lines (/start, /help, /reset, media) → no quota spent
+      the persona's fixed lines (/start, /help, /reset; media too large or that the AI
+                                            cannot take) → no quota spent
       the AI: the daily quotas (policy.quotas, shared by every worker) first;
               over → the persona's "quota reached" line once a day, then silence
 
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from bots.command_menu import OPERATOR_COMMANDS, USER_COMMANDS
-from conversations import wording
+from conversations import media, wording
 from conversations.models import Chat, Message, Persona
 from policy import access, quotas
 from policy.access import BotPolicy
@@ -88,8 +89,8 @@ def decide(message: Message, persona: Persona, policy: BotPolicy) -> Decision:
 
 def fixed_line(message: Message, persona: Persona, command: str, *, operator: bool) -> str | None:
     """The persona's or the bot's own line for this message, or None: the AI answers."""
-    if message.kind == Message.Kind.MEDIA and message.text == wording.media_placeholder(message.text):
-        return wording.MEDIA_IN_PRIVATE  # no caption: nothing we can read
+    if message.kind == Message.Kind.MEDIA:
+        return media_line(message, persona)
     if command == "start":
         return persona.greeting
     if command == "help":
@@ -97,6 +98,18 @@ def fixed_line(message: Message, persona: Persona, command: str, *, operator: bo
     if command == "reset":
         return wording.CONTEXT_RESET
     return None
+
+
+def media_line(message: Message, persona: Persona) -> str | None:
+    """What to say to media instead of asking the AI, or None: the AI is shown it (its
+    provider takes this kind), or answers its caption, told the media is unseen."""
+    if message.media_kind:
+        if media.too_large(message.media_size):
+            return wording.MEDIA_TOO_LARGE.format(cap=media.cap_label())  # never downloaded
+        if media.understood(message.media_kind, message.bot.credential):
+            return None
+    has_caption = message.text != wording.media_placeholder(message.text)
+    return None if has_caption else persona.media_unsupported_reply
 
 
 def help_text(persona: Persona, *, operator: bool) -> str:

@@ -25,7 +25,7 @@ from django.db import IntegrityError, transaction
 from bots import telegram as bots_telegram
 from bots.models import Bot, BotTask
 from bots.updates import StoredBatch
-from conversations import chats, claims, decisions, replies, wording
+from conversations import chats, claims, decisions, media, replies, wording
 from conversations.models import Message, SkippedUpdate
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,7 @@ def _batch_store(bot: Bot, task: BotTask, updates: Sequence[telegram.Update], cl
                     message.reply_to_message.message_id if message.reply_to_message else None
                 ),
                 telegram_date=message.edit_date or message.date,
+                **media.fields_of(message),
                 **_answering(task, bot, message, kind, claim),
             )
             for update, message, kind in entries

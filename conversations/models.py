@@ -34,6 +34,11 @@ class Persona(models.Model):
         "question; the oldest turns go first. Estimated: about 4 characters a token for Latin "
         "text, one per character beyond it.",
     )
+    stream_replies = models.BooleanField(
+        "stream replies", default=True,
+        help_text="In private chats, show an AI answer as it is written (Telegram's message "
+        "drafts), then send it whole. Groups get the whole answer only.",
+    )
     remembers_users = models.BooleanField(
         "remember people", default=False,
         help_text="Keep short notes about each person (“name is Ann”, “prefers short answers”), "
@@ -207,6 +212,14 @@ class Message(models.Model):
     attempts = models.PositiveSmallIntegerField(
         default=0, help_text="Incoming: answering attempts. Outgoing: send attempts."
     )
+    media_kind = models.CharField(
+        max_length=16, blank=True, help_text="Incoming: the media it carried (photo, voice, …)."
+    )
+    media_file_id = models.CharField(
+        max_length=255, blank=True, help_text="Telegram's file id (the bytes are not kept)."
+    )
+    media_size = models.PositiveBigIntegerField(null=True, blank=True, help_text="Bytes, as Telegram said.")
+    media_mime = models.CharField("media type", max_length=100, blank=True)
     refusal = models.CharField(
         max_length=12, choices=Refusal.choices, blank=True, default="",
         help_text="Incoming: why the bot's policy gave it no AI answer (empty: it did not refuse).",
@@ -230,7 +243,15 @@ class Message(models.Model):
     claimed_by = models.CharField(max_length=64, blank=True, editable=False)
     claim_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     ai_model = models.CharField(max_length=100, blank=True)
-    ai_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    ai_latency_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Outgoing (first part): how long the AI took to answer."
+    )
+    ai_first_token_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Streamed: milliseconds to the AI's first text."
+    )
+    first_draft_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Streamed: milliseconds to the first draft the person saw."
+    )
     tokens_in = models.PositiveIntegerField(null=True, blank=True)
     tokens_out = models.PositiveIntegerField(null=True, blank=True)
     finish_reason = models.CharField(max_length=32, blank=True)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -38,12 +39,22 @@ from bots.formatting import FormattedText, reply_parts
 from bots.models import BotTask
 from config import aio, dbwork
 from config.workers import worker_id
-from conversations import claims, context, gate, memory, operator_commands, outbox, wording
-from conversations.models import Message, Persona
+from conversations import (
+    claims,
+    context,
+    gate,
+    media,
+    memory,
+    operator_commands,
+    outbox,
+    streaming,
+    wording,
+)
+from conversations.models import Chat, Message, Persona
 from credentials.encryption import DecryptionError
 from credentials.generation import reply_generate_async
 from credentials.models import AICredential
-from credentials.providers import GenerationRequest, ProviderError
+from credentials.providers import GenerationRequest, MediaPart, ProviderError
 from policy import access, usage
 from policy.access import BotPolicy
 
@@ -61,6 +72,8 @@ class Composition:
     tokens_out: int | None = None
     finish_reason: str = ""
     error: str = ""
+    first_token_ms: int | None = None  # streamed: the AI's first text
+    first_draft_ms: int | None = None  # streamed: the first draft the person saw
 
     def fields(self) -> dict[str, object]:
         """What the first part of the reply records of how it was written."""
@@ -68,6 +81,7 @@ class Composition:
             "ai_model": self.ai_model, "ai_latency_ms": self.ai_latency_ms,
             "tokens_in": self.tokens_in, "tokens_out": self.tokens_out,
             "finish_reason": self.finish_reason, "error": self.error,
+            "ai_first_token_ms": self.first_token_ms, "first_draft_ms": self.first_draft_ms,
         }
 
 
@@ -92,6 +106,7 @@ class _Job:
     operator_command: str = ""  # an operator's command to run instead of answering
     refusal: str = ""  # why the gate refused it (Message.Refusal); `fixed` is what is said…
     refusal_reason: str = ""  # …and this, in words, is recorded on the message
+    shows_media: bool = False  # the message's photo, voice note or video goes to the AI
 
 
 # --- entry points ----------------------------------------------------------------------
@@ -295,19 +310,25 @@ async def _compose(job: _Job) -> Composition:
         request = job.request
     else:
         built = await dbwork.read(_context_with_history, job)
-        request = built.request
+        request = await _media_attach(job, built.request) if job.shows_media else built.request
         if built.summary_due:
             _spawn(memory.summary_request(chat_id=job.message.chat_id, topic=job.message.message_thread_id or 0))
     if job.persona.remembers_users and job.message.sender_id is not None:
         _spawn(memory.notes_request(bot_id=job.message.bot_id, user_id=job.message.sender_id))
+    drafts = _drafts(job) if _streams(job) else None
     try:
-        result = await reply_generate_async(credential=job.credential, request=request)
+        result = await reply_generate_async(
+            credential=job.credential, request=request, on_text=drafts.update if drafts else None
+        )
     except ProviderError as failure:
         return Composition(text=job.persona.fallback_reply, error=str(failure))
     except Exception:
         # Never silence: whatever broke, the person gets the persona's fallback line.
         log.exception("message %s: the AI call failed unexpectedly", job.message.pk)
         return Composition(text=job.persona.fallback_reply, error="Unexpected error from the AI provider; see the worker log.")
+    finally:
+        if drafts is not None:
+            await drafts.finish()  # the draft in flight lands before the final message
     if not result.text.strip():
         return Composition(
             text=job.persona.fallback_reply, ai_model=result.model,
@@ -316,7 +337,47 @@ async def _compose(job: _Job) -> Composition:
     return Composition(
         text=result.text, ai_model=result.model, ai_latency_ms=result.latency_ms,
         tokens_in=result.tokens_in, tokens_out=result.tokens_out, finish_reason=result.finish_reason,
+        first_token_ms=result.first_token_ms, first_draft_ms=drafts.first_draft_ms if drafts else None,
     )
+
+
+def _streams(job: _Job) -> bool:
+    """Drafts are for private chats (Telegram refuses them in groups), for personas that
+    stream, with a provider that can."""
+    return bool(
+        job.remote and job.endpoint is not None and job.credential is not None
+        and job.persona.stream_replies and job.message.chat.type == Chat.Type.PRIVATE
+        and job.credential.provider in STREAMING_PROVIDERS
+    )
+
+
+STREAMING_PROVIDERS = {AICredential.Provider.GEMINI, AICredential.Provider.OPENAI_COMPATIBLE}
+
+
+def _drafts(job: _Job) -> streaming.DraftStream:
+    assert job.endpoint is not None  # _streams checked it
+    return streaming.DraftStream(
+        endpoint=job.endpoint, chat_id=job.message.chat.telegram_id, message_id=job.message.pk,
+        thread=job.message.message_thread_id, max_length=job.max_length,
+    )
+
+
+async def _media_attach(job: _Job, request: GenerationRequest) -> GenerationRequest:
+    """The message's media, fetched from Telegram within the cap, shown with the question;
+    if it cannot be fetched, the AI is told so (and says it)."""
+    message = job.message
+    if job.endpoint is None:
+        return request
+    try:
+        data = await telegram.file_download(job.endpoint, message.media_file_id, max_bytes=settings.MEDIA_MAX_BYTES)
+    except telegram.TelegramFailure as failure:
+        log.warning("message %s: could not fetch its %s: %s", message.pk, message.media_kind, failure)
+        what = media.NAMES.get(message.media_kind, "file")
+        return replace(request, message=replace(
+            request.message, text=f"{request.message.text}\n\n{wording.MEDIA_NOT_FETCHED.format(what=what)}"
+        ))
+    shown = MediaPart(mime_type=message.media_mime or "application/octet-stream", data=data)
+    return replace(request, message=replace(request.message, media=(shown,)))
 
 
 def _typing(endpoint: telegram.BotEndpoint, chat_id: int) -> None:
@@ -382,13 +443,14 @@ def _job(message: Message, task: BotTask | None, policy: BotPolicy | None = None
     request = None if remote else context.generation_request(
         message=message, persona=persona, with_history=False
     )
-    return replace(job, credential=credential, request=request, remote=remote)
+    shows_media = bool(message.media_kind) and media.understood(message.media_kind, credential)
+    return replace(job, credential=credential, request=request, remote=remote, shows_media=shows_media)
 
 
 def _context_with_history(job: _Job) -> context.Context:
     """Read in the chat's turn, after its previous answer was recorded: a follow-up
     sent the moment the bot answered still sees that answer."""
-    return context.generation_context(message=job.message, persona=job.persona)
+    return context.generation_context(message=job.message, persona=job.persona, media_shown=job.shows_media)
 
 
 def _close(job: _Job, state: str, error: str) -> None:

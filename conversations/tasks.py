@@ -1,12 +1,17 @@
 """Celery tasks of the conversation side: thin, ids in, one service call each."""
 
 from celery import shared_task
+from django.conf import settings
 
 from conversations import broadcasts, memory, reaper, replies
 
-# Rounds a pushed message waits behind an earlier one of its chat answered elsewhere
-# (a second each) before it is answered regardless.
-PUSHED_MAX_WAITS = 30
+
+
+def pushed_max_waits() -> int:
+    """Rounds (a second each) a pushed message waits behind an earlier one of its chat
+    answered elsewhere before it is answered regardless: long enough for the reaper to
+    take over an earlier message whose worker died (its claim lapses, then a round)."""
+    return int(settings.CLAIM_SECONDS + 2 * settings.SUPERVISOR_INTERVAL) + 1
 
 
 @shared_task(name="conversations.tasks.claims_reap")
@@ -18,7 +23,7 @@ def claims_reap() -> None:
 @shared_task(name="conversations.tasks.pushed_answer")
 def pushed_answer(message_ids: list[int], waited: int = 0) -> None:
     """Webhook pushes stored by the web process: claim them and answer them here."""
-    waiting = replies.pushed_answer(message_ids=message_ids, force=waited >= PUSHED_MAX_WAITS)
+    waiting = replies.pushed_answer(message_ids=message_ids, force=waited >= pushed_max_waits())
     if waiting:
         pushed_answer.apply_async((waiting, waited + 1), countdown=1)
 

@@ -1,8 +1,5 @@
 """What the bot itself says (not the persona's lines), kept apart from logic."""
 
-MEDIA_IN_PRIVATE = (
-    "I can only read text for now. Please send your message as text and I'll answer."
-)
 # Added to the prompt of a captioned photo, video or file: the caption is the question.
 MEDIA_NOT_UNDERSTOOD = (
     "(The message came with a {what}, which you cannot see or hear yet. Answer the text; "
@@ -59,3 +56,8 @@ NOTES_INSTRUCTIONS = (
     "list of at most {most} short strings, e.g. [\"name is Ann\", \"prefers short answers\"]. "
     "Drop notes the messages contradict; never note secrets, passwords or payment details."
 )
+# A photo or voice note over MEDIA_MAX_BYTES: never downloaded.
+MEDIA_TOO_LARGE = "That file is too big for me to look at (over {cap}). Could you send a smaller one, or tell me in words?"
+# The prompt of media sent without a caption.
+MEDIA_WITHOUT_CAPTION = "(The user sent a {what} without a caption. Respond to it.)"
+MEDIA_NOT_FETCHED = "(The user sent a {what}, but it could not be fetched from Telegram. Say so briefly.)"

@@ -18,6 +18,9 @@ credential; the caller sends the persona's fallback reply.
 """
 
 
+from collections.abc import Awaitable, Callable, Iterator
+from typing import cast
+
 from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
@@ -43,6 +46,7 @@ from credentials.providers import (
     provider_call,
     provider_for,
 )
+from credentials.providers.base import StreamingProvider, TextSink, provider_stream, streams
 
 _backoff = wait_exponential_jitter(initial=0.5, max=8, jitter=0.5)
 # "N requests per minute", counted over 61 s: a slot is taken a moment before the request
@@ -58,8 +62,12 @@ def reply_generate(*, credential: AICredential | None, request: GenerationReques
 
 
 async def reply_generate_async(
-    *, credential: AICredential | None, request: GenerationRequest
+    *, credential: AICredential | None, request: GenerationRequest, on_text: TextSink | None = None,
 ) -> GenerationResult:
+    """The answer, with retries on the transient failures. `on_text`: stream the first
+    attempt, calling it with the text so far (drafts); a retry is never streamed (text
+    shown once cannot be taken back, and a stream that broke halfway is asked again
+    whole), but it waits as any retry does (a 429's retry_after)."""
     provider = provider_for(credential)
     if credential is None or credential.provider == AICredential.Provider.OFFLINE:
         return await provider_call(provider, request)
@@ -73,7 +81,12 @@ async def reply_generate_async(
     )
     try:
         api_key(credential)  # a credential that cannot call fails first: no slot, no probe, no retry
-        result: GenerationResult = await retrying(_attempt, provider, credential, request)
+        calls = _calls(provider, request, on_text)
+
+        async def attempt() -> GenerationResult:  # a coroutine function: tenacity awaits it
+            return await _attempt(provider, credential, request, next(calls))
+
+        result: GenerationResult = await retrying(attempt)
     except ProviderError as failure:
         await _usage_record_off_loop(credential=credential, error=str(failure))
         raise
@@ -81,7 +94,10 @@ async def reply_generate_async(
     return result
 
 
-async def _attempt(provider: Provider, credential: AICredential, request: GenerationRequest) -> GenerationResult:
+async def _attempt(
+    provider: Provider, credential: AICredential, request: GenerationRequest,
+    call: Callable[[], Awaitable[GenerationResult]] | None = None,
+) -> GenerationResult:
     circuit = circuit_for(credential)
     try:
         probing = await circuit.before_call()  # first: an open circuit spends no rate-limit slot
@@ -106,7 +122,7 @@ async def _attempt(provider: Provider, credential: AICredential, request: Genera
             f"minute (next slot in {busy.wait:.0f} s).",
         ) from None
     try:
-        result = await provider_call(provider, request)
+        result = await (call() if call is not None else provider_call(provider, request))
     except ProviderError as failure:
         if failure.kind in ProviderError.OUTAGE:  # a blocked prompt says nothing of health
             await circuit.record_failure()
@@ -115,6 +131,18 @@ async def _attempt(provider: Provider, credential: AICredential, request: Genera
         raise
     await circuit.record_success()
     return result
+
+
+def _calls(
+    provider: Provider, request: GenerationRequest, on_text: TextSink | None
+) -> Iterator[Callable[[], Awaitable[GenerationResult]] | None]:
+    """What each attempt calls: the stream first when asked for and possible, then the
+    plain call (None: provider_call)."""
+    if on_text is not None and streams(provider):
+        streaming = cast(StreamingProvider, provider)
+        yield lambda: provider_stream(streaming, request, on_text)
+    while True:
+        yield None
 
 
 def _wait(state: RetryCallState) -> float:

@@ -134,16 +134,16 @@ def messages_api(request: HttpRequest, bot: Bot) -> JsonResponse:
     kind = request.GET.get("chat", "private")
     chat_id = conversation.chat_id_for(kind, _staff_user_id(request))
 
-    def read(client: EmulatorClient) -> tuple[list[conversation.JSON], bool]:
+    def read(client: EmulatorClient) -> tuple[list[conversation.JSON], bool, conversation.JSON | None]:
         lines = conversation.chat_lines(client, token=bot.token.reveal(), chat_id=chat_id)
-        return lines, _typing_since(client, bot, chat_id, lines)
+        return lines, _typing_since(client, bot, chat_id, lines), _draft_since(client, bot, chat_id, lines)
 
-    lines, typing = on_emulator(bot, read)
+    lines, typing, draft = on_emulator(bot, read)
     task = BotTask.objects.filter(bot=bot).order_by("-status", "-updated_at").values("status").first()
     return JsonResponse({
         "bot": {"name": bot.first_name or bot.name, "username": bot.username,
                 "status": task["status"] if task else "no task"},
-        "messages": lines, "typing": typing,
+        "messages": lines, "typing": typing, "draft": draft,
     })
 
 
@@ -161,6 +161,18 @@ def _typing_since(
     actions = client.chat_actions(bot.token.reveal(), chat_id=chat_id)
     last_bot = max((line["time"] for line in lines if line["from_bot"]), default=0.0)
     return bool(actions) and actions[-1]["time"] > last_bot
+
+
+def _draft_since(
+    client: EmulatorClient, bot: Bot, chat_id: int, lines: list[conversation.JSON]
+) -> conversation.JSON | None:
+    """The reply being written (a streamed answer's latest draft) while it is newer than
+    the bot's last message; the final message replaces it."""
+    drafts = client.drafts(bot.token.reveal(), chat_id=chat_id)
+    last_bot = max((line["time"] for line in lines if line["from_bot"]), default=0.0)
+    if not drafts or drafts[-1]["at"] <= last_bot or not drafts[-1]["text"]:
+        return None
+    return {"text": drafts[-1]["text"], "entities": drafts[-1]["entities"] or []}
 
 
 @require_POST

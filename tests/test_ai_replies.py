@@ -304,19 +304,31 @@ def test_ai_calls_of_one_credential_run_side_by_side(gemini_credential, gemini_a
     assert elapsed < 2.0, f"4 calls of 1 s took {elapsed:.1f} s: they ran one at a time"
 
 
-def test_a_captioned_photo_is_answered_from_its_caption_saying_the_photo_is_unseen(ai_bot, telegram_api, gemini_api) -> None:  # type: ignore[no-untyped-def]
+def test_a_captioned_photo_in_a_group_reaches_gemini_with_its_caption(ai_bot, telegram_api, gemini_api) -> None:  # type: ignore[no-untyped-def]
     bot, info, _ = ai_bot
     group = telegram_api.add_group(title="Photos")
-    gemini_api.script_replies(["I can't see photos yet, but tell me about it!"])
+    gemini_api.script_replies(["Yes, a grey heron."])
 
     reply = converse(ai_bot, telegram_api.send_media(
-        info["token"], kind="photo", chat_id=group["id"], caption=f"@{bot.username} is this a heron?"
+        info["token"], kind="photo", chat_id=group["id"], caption=f"@{bot.username} is this a heron?", size=2048,
     ))
 
-    asked = gemini_api.requests()[-1].contents[-1].text
-    assert "is this a heron?" in asked
-    assert "photo, which you cannot see" in asked
-    assert reply.text == "I can't see photos yet, but tell me about it!"
+    asked = gemini_api.requests()[-1].contents[-1]
+    assert asked.text.startswith("(in the group “Photos”)") and asked.text.endswith("is this a heron?")
+    assert list(asked.media) == [("image/jpeg", 2048)]
+    assert reply.text == "Yes, a grey heron."
+
+
+def test_a_captioned_file_the_ai_cannot_take_is_answered_saying_it_is_unseen(ai_bot, telegram_api, gemini_api) -> None:  # type: ignore[no-untyped-def]
+    _, info, _ = ai_bot
+
+    converse(ai_bot, telegram_api.send_media(info["token"], kind="document", caption="what about this PDF?",
+                                             mime_type="application/pdf"))
+
+    asked = gemini_api.requests()[-1].contents[-1]
+    assert asked.text.startswith("[file] what about this PDF?")
+    assert "file, which you cannot see" in asked.text
+    assert asked.media == ()
 
 
 def test_ai_links_are_links_only_for_the_web(ai_bot, telegram_api, gemini_api) -> None:  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ import telegram
 
 from bots.models import BotTask
 from bots.services import task_start
-from conversations import replies, wording
+from conversations import replies
 from conversations.ingest import updates_store
 from conversations.models import Chat, Message
 
@@ -48,12 +48,13 @@ def test_it_is_safe_to_run_twice(telegram_api, started, bot_task) -> None:  # ty
     assert BotTask.objects.get(pk=bot_task.pk).replies_sent == 1
 
 
-def test_it_answers_a_photo_politely_in_private(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
-    message = incoming(bot_task, telegram_api.send_media(started["token"], kind="photo"))
+def test_it_answers_a_photo_its_ai_cannot_see_with_the_personas_line(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
+    message = incoming(bot_task, telegram_api.send_media(started["token"], kind="photo"))  # the offline AI
 
     replies.messages_answer(message_ids=[message.pk])
 
-    assert telegram_api.sent_messages(started["token"])[0]["text"] == wording.MEDIA_IN_PRIVATE
+    expected = bot_task.bot.persona.media_unsupported_reply if bot_task.bot.persona else ""
+    assert telegram_api.sent_messages(started["token"])[0]["text"] == expected
 
 
 def test_it_marks_the_chat_inactive_when_the_user_blocked_the_bot(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]

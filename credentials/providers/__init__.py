@@ -4,6 +4,7 @@ from credentials.providers.base import (
     ChatTurn,
     GenerationRequest,
     GenerationResult,
+    MediaPart,
     Provider,
     ProviderError,
     provider_call,
@@ -12,6 +13,6 @@ from credentials.providers.keys import api_key
 from credentials.providers.registry import provider_for
 
 __all__ = [
-    "ChatTurn", "GenerationRequest", "GenerationResult", "Provider", "ProviderError",
+    "ChatTurn", "GenerationRequest", "GenerationResult", "MediaPart", "Provider", "ProviderError",
     "api_key", "provider_call", "provider_for",
 ]

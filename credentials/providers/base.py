@@ -2,7 +2,7 @@
 
 import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -16,10 +16,19 @@ MESSAGE_MAX_LENGTH = 300
 
 
 @dataclass(frozen=True)
+class MediaPart:
+    """A photo, voice note or video shown to the AI with a turn (inline bytes)."""
+
+    mime_type: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class ChatTurn:
     role: Literal["user", "model"]
     text: str
     author: str = ""  # in groups, who said it, so the AI knows who is talking
+    media: tuple[MediaPart, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,7 @@ class GenerationResult:
     tokens_in: int | None = None
     tokens_out: int | None = None
     finish_reason: str = ""
+    first_token_ms: int | None = None  # streamed: when the first text arrived
 
     def __post_init__(self) -> None:
         # Never negative, whatever the provider said (some report -1 for "unknown"):
@@ -107,13 +117,36 @@ class Provider(Protocol):
         ...
 
 
-async def provider_call(provider: Provider, request: GenerationRequest) -> GenerationResult:
+# Called with the whole text so far each time a streamed answer grows.
+TextSink = Callable[[str], Awaitable[None]]
+
+
+class StreamingProvider(Provider, Protocol):
+    async def stream(self, request: GenerationRequest, on_text: TextSink) -> GenerationResult:
+        """`generate`, streamed: `on_text` hears the text as it grows; the result is the
+        whole answer. A failure halfway is a ProviderError like any other."""
+        ...
+
+
+def streams(provider: Provider) -> bool:
+    return callable(getattr(provider, "stream", None))
+
+
+async def provider_stream(provider: StreamingProvider, request: GenerationRequest, on_text: TextSink) -> GenerationResult:
+    """provider_call's guarantee for a streamed call: every failure is a ProviderError."""
+    return await provider_call(provider, request, lambda: provider.stream(request, on_text))
+
+
+async def provider_call(
+    provider: Provider, request: GenerationRequest,
+    call: Callable[[], Awaitable[GenerationResult]] | None = None,
+) -> GenerationResult:
     """`provider.generate`, with the guarantee every caller relies on: whatever fails is
     a ProviderError. Providers map what they foresee (answer_read covers reading the
     answer); this catches the rest, such as a client that cannot be built from the
     credential, so no failure escapes as a crash and leaves a reply or a broadcast stuck."""
     try:
-        return await provider.generate(request)
+        return await (call() if call is not None else provider.generate(request))
     except ProviderError:
         raise
     except Exception as failure:

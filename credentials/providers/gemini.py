@@ -16,7 +16,10 @@ so it is set to one attempt: retries are ours. A 200 whose body is not JSON surf
 as a JSONDecodeError.
 """
 
+import contextlib
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 
 import aiohttp
 import httpx2
@@ -30,6 +33,7 @@ from credentials.providers.base import (
     GenerationRequest,
     GenerationResult,
     ProviderError,
+    TextSink,
     answer_read,
 )
 from credentials.providers.keys import api_key
@@ -66,29 +70,78 @@ class GeminiProvider:
         client = _client(self.credential)
         return await answer_read("Gemini", _generate(client, self.credential.model, request))
 
+    async def stream(self, request: GenerationRequest, on_text: TextSink) -> GenerationResult:
+        client = _client(self.credential)
+        return await answer_read("Gemini", _stream(client, self.credential.model, request, on_text))
 
-async def _generate(client: genai.Client, model: str, request: GenerationRequest) -> GenerationResult:
+
+def _contents(request: GenerationRequest) -> list[types.ContentUnion]:
     turns = [*request.history, request.message]
     contents: list[types.ContentUnion] = [
-        types.Content(role=t.role, parts=[types.Part(text=t.text)]) for t in turns
+        types.Content(role=t.role, parts=[
+            *(types.Part.from_bytes(data=m.data, mime_type=m.mime_type) for m in t.media),
+            types.Part(text=t.text),
+        ])
+        for t in turns
     ]
-    config = types.GenerateContentConfig(
+    return contents
+
+
+def _config(request: GenerationRequest) -> types.GenerateContentConfig:
+    return types.GenerateContentConfig(
         system_instruction=request.instructions,
         temperature=request.temperature,
         max_output_tokens=request.max_output_tokens,
     )
-    started = time.perf_counter()
+
+
+@contextlib.contextmanager
+def _translated(model: str) -> Iterator[None]:
     try:
-        response = await client.aio.models.generate_content(model=model, contents=contents, config=config)
+        yield
     except errors.APIError as failure:
         raise _api_error(failure, model) from None
-    except _TRANSPORT_ERRORS as failure:
+    except _TRANSPORT_ERRORS as failure:  # aiohttp's ClientPayloadError: a stream cut halfway
         raise ProviderError(
             ProviderError.UNREACHABLE,
             f"Could not reach Gemini ({type(failure).__name__}): {_transport_detail(failure)}",
         ) from None
+
+
+async def _generate(client: genai.Client, model: str, request: GenerationRequest) -> GenerationResult:
+    started = time.perf_counter()
+    with _translated(model):
+        response = await client.aio.models.generate_content(
+            model=model, contents=_contents(request), config=_config(request)
+        )
     latency_ms = int((time.perf_counter() - started) * 1000)
     return _result(response, model, latency_ms)
+
+
+async def _stream(client: genai.Client, model: str, request: GenerationRequest, on_text: TextSink) -> GenerationResult:
+    started = time.perf_counter()
+    text, first_token_ms, last = "", None, None
+    with _translated(model):
+        chunks = await client.aio.models.generate_content_stream(
+            model=model, contents=_contents(request), config=_config(request)
+        )
+        async for chunk in chunks:
+            last = chunk
+            piece = _chunk_text(chunk)
+            if piece:
+                if first_token_ms is None:
+                    first_token_ms = int((time.perf_counter() - started) * 1000)
+                text += piece
+                await on_text(text)
+    if last is None:
+        raise ProviderError(ProviderError.SERVER, "Gemini's stream ended without an answer.")
+    result = _result(last, model, int((time.perf_counter() - started) * 1000), text=text)
+    return replace(result, first_token_ms=first_token_ms)
+
+
+def _chunk_text(chunk: types.GenerateContentResponse) -> str:
+    parts = chunk.candidates[0].content.parts if chunk.candidates and chunk.candidates[0].content else None
+    return "".join(part.text for part in parts or [] if part.text and not part.thought)
 
 
 def _transport_detail(failure: Exception) -> str:
@@ -99,7 +152,10 @@ def _transport_detail(failure: Exception) -> str:
     return str(failure)
 
 
-def _result(response: types.GenerateContentResponse, model: str, latency_ms: int) -> GenerationResult:
+def _result(
+    response: types.GenerateContentResponse, model: str, latency_ms: int, *, text: str | None = None
+) -> GenerationResult:
+    """`text`: a stream's whole text (its last chunk carries the finish and the usage)."""
     feedback = response.prompt_feedback
     if feedback is not None and feedback.block_reason:
         raise ProviderError(
@@ -107,7 +163,7 @@ def _result(response: types.GenerateContentResponse, model: str, latency_ms: int
         )
     candidate = response.candidates[0] if response.candidates else None
     finish = candidate.finish_reason.name if candidate and candidate.finish_reason else ""
-    text = response.text or ""
+    text = (response.text or "") if text is None else text
     if not text.strip() and finish in ("SAFETY", "RECITATION", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII"):
         raise ProviderError(ProviderError.BLOCKED, f"Gemini withheld the answer ({finish}).")
     usage = response.usage_metadata

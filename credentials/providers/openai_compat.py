@@ -8,18 +8,27 @@ body's text instead of a ChatCompletion (the client trusts the content type), an
 JSON as a JSONDecodeError: both are reported as an unreadable answer.
 """
 
+import base64
+import contextlib
 import time
+from collections.abc import Iterator
 
 import openai
 from django.conf import settings
-from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
+from openai.types.chat import (
+    ChatCompletion,
+    ChatCompletionContentPartImageParam,
+    ChatCompletionMessageParam,
+)
 
 from config.aio import PerLoop
 from credentials.models import AICredential
 from credentials.providers.base import (
     GenerationRequest,
     GenerationResult,
+    MediaPart,
     ProviderError,
+    TextSink,
     answer_read,
 )
 from credentials.providers.keys import api_key
@@ -51,32 +60,89 @@ class OpenAICompatProvider:
         client = _client(self.credential)
         return await answer_read("The provider", _generate(client, self.credential.model, request))
 
+    async def stream(self, request: GenerationRequest, on_text: TextSink) -> GenerationResult:
+        client = _client(self.credential)
+        return await answer_read("The provider", _stream(client, self.credential.model, request, on_text))
 
-async def _generate(client: openai.AsyncOpenAI, model: str, request: GenerationRequest) -> GenerationResult:
+
+def _image_part(media: MediaPart) -> ChatCompletionContentPartImageParam:
+    """An image as the Chat Completions API takes it inline: a data URL."""
+    encoded = base64.b64encode(media.data).decode()
+    return {"type": "image_url", "image_url": {"url": f"data:{media.mime_type};base64,{encoded}"}}
+
+
+def _messages(request: GenerationRequest) -> list[ChatCompletionMessageParam]:
     messages: list[ChatCompletionMessageParam] = [{"role": "system", "content": request.instructions}]
     for turn in [*request.history, request.message]:
         if turn.role == "model":
             messages.append({"role": "assistant", "content": turn.text})
+        elif turn.media:
+            messages.append({"role": "user", "content": [*map(_image_part, turn.media), {"type": "text", "text": turn.text}]})
         else:
             messages.append({"role": "user", "content": turn.text})
-    started = time.perf_counter()
+    return messages
+
+
+@contextlib.contextmanager
+def _translated(model: str) -> Iterator[None]:
     try:
-        completion = await client.chat.completions.create(
-            model=model, messages=messages,
-            temperature=request.temperature, max_tokens=request.max_output_tokens,
-        )
+        yield
     except openai.APIStatusError as failure:
         raise _status_error(failure, model) from None
-    except openai.APIConnectionError as failure:  # includes time-outs
+    except openai.APIConnectionError as failure:  # includes time-outs and a stream cut halfway
         raise ProviderError(
             ProviderError.UNREACHABLE, f"Could not reach the provider ({type(failure).__name__})."
         ) from None
+    except openai.APIError as failure:  # an error event in the middle of a stream
+        raise ProviderError(ProviderError.SERVER, f"The provider failed mid-answer: {failure.message}") from None
+
+
+async def _generate(client: openai.AsyncOpenAI, model: str, request: GenerationRequest) -> GenerationResult:
+    started = time.perf_counter()
+    with _translated(model):
+        completion = await client.chat.completions.create(
+            model=model, messages=_messages(request),
+            temperature=request.temperature, max_tokens=request.max_output_tokens,
+        )
     if not isinstance(completion, ChatCompletion):  # e.g. an HTML page with status 200
         shape = "not JSON" if isinstance(completion, str) else "JSON of another shape"
         raise ProviderError(
             ProviderError.SERVER, f"The provider sent an answer that is not a chat completion ({shape})."
         )
     return _result(completion, model, latency_ms=int((time.perf_counter() - started) * 1000))
+
+
+async def _stream(
+    client: openai.AsyncOpenAI, model: str, request: GenerationRequest, on_text: TextSink
+) -> GenerationResult:
+    started = time.perf_counter()
+    text, first_token_ms, finish, used_model = "", None, "", model
+    tokens_in = tokens_out = None
+    with _translated(model):
+        chunks = await client.chat.completions.create(
+            model=model, messages=_messages(request), stream=True, stream_options={"include_usage": True},
+            temperature=request.temperature, max_tokens=request.max_output_tokens,
+        )
+        async for chunk in chunks:
+            used_model = chunk.model or used_model
+            if chunk.usage is not None:
+                tokens_in, tokens_out = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+            choice = chunk.choices[0] if chunk.choices else None
+            if choice is None:
+                continue
+            finish = choice.finish_reason or finish
+            if choice.delta.content:
+                if first_token_ms is None:
+                    first_token_ms = int((time.perf_counter() - started) * 1000)
+                text += choice.delta.content
+                await on_text(text)
+    if finish == "content_filter" and not text:
+        raise ProviderError(ProviderError.BLOCKED, "The provider withheld the answer (content_filter).")
+    return GenerationResult(
+        text=text, model=used_model, latency_ms=int((time.perf_counter() - started) * 1000),
+        tokens_in=tokens_in, tokens_out=tokens_out, finish_reason=finish.upper(),
+        first_token_ms=first_token_ms,
+    )
 
 
 def _result(completion: ChatCompletion, model: str, latency_ms: int) -> GenerationResult:

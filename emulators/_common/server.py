@@ -65,7 +65,9 @@ def split_text(text: str, chunks: int) -> list[str]:
 
 def sse_event(data: Any) -> bytes:
     """One Server-Sent Event carrying ``data`` (JSON, or a bare string such as ``[DONE]``)."""
-    payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    # ASCII JSON, as a real server's answer would carry a lone surrogate of a scripted
+    # reply: escaped (it cannot be UTF-8).
+    payload = data if isinstance(data, str) else json.dumps(data)
     return f"data: {payload}\n\n".encode()
 
 

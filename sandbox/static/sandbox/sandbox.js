@@ -44,13 +44,14 @@
 
   function render(data) {
     const box = $("messages");
-    const signature = JSON.stringify(data.messages);
+    const signature = JSON.stringify([data.messages, data.draft]);
     if (signature !== state.lastRendered) {
       const nearBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
       const byId = new Map(data.messages.map((m) => [m.message_id, m]));
       box.innerHTML = data.messages.length ? "" :
         `<div class="empty">Say hello!${state.chat === "group" ? "<br>Mention the bot to get an answer." : ""}</div>`;
       data.messages.forEach((m) => box.appendChild(bubble(m, byId)));
+      if (data.draft) box.appendChild(draftBubble(data.draft));
       state.lastRendered = signature;
       if (nearBottom || !box.dataset.seen) box.scrollTop = box.scrollHeight;
       box.dataset.seen = "1";
@@ -78,6 +79,16 @@
       div.title = "Click to reply";
       div.addEventListener("click", () => startReply(m));
     }
+    return div;
+  }
+
+  // A streamed answer as it is written (Telegram's message draft): replaced by the
+  // final message when it arrives.
+  function draftBubble(draft) {
+    const div = document.createElement("div");
+    div.className = "bubble theirs bot draft";
+    div.id = "draft";
+    div.innerHTML = `<div class="text">${renderEntities(draft.text, draft.entities)}</div><span class="time">writing…</span>`;
     return div;
   }
 

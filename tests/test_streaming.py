@@ -1,0 +1,145 @@
+"""Streaming replies: the answer shown as drafts while Gemini writes it, then sent once
+through the outbox (conversations.streaming), through the emulators and a real worker."""
+
+import time
+from typing import Any
+
+import pytest
+
+from bots.models import Bot
+from bots.services import task_start
+from conversations.models import Message
+from conversations.streaming import DRAFT_INTERVAL
+from credentials.models import AICredential
+from tests.factories import make_bot, make_persona, make_task
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.timeout(120)]
+
+ANSWER = " ".join(f"word{n}" for n in range(60))  # long enough for several chunks
+
+
+@pytest.fixture
+def streaming_bot(telegram_api, gemini_api, gemini_credential) -> tuple[Bot, dict[str, Any]]:  # type: ignore[no-untyped-def]
+    info = telegram_api.add_bot(first_name="Quill")
+    bot = make_bot(token=info["token"], api_base_url=telegram_api.base_url, credential=gemini_credential,
+                   persona=make_persona())
+    task_start(task=make_task(bot))
+    return bot, info
+
+
+def final_texts(telegram_api: Any, token: str, chat_id: int, count: int = 1) -> list[str]:
+    telegram_api.wait_for_sent(token, count, chat_id=chat_id, timeout=30)
+    time.sleep(1.0)  # room for a duplicate or a late draft to show up
+    return [m["text"] for m in telegram_api.sent_messages(token, chat_id=chat_id)]
+
+
+def test_drafts_grow_in_order_and_end_with_one_final_message(celery_worker, telegram_api, gemini_api, streaming_bot) -> None:  # type: ignore[no-untyped-def]
+    bot, info = streaming_bot
+    gemini_api.set_stream_timing(first_chunk_delay=0.3, chunk_delay=0.25, chunks=10)
+    gemini_api.script_replies([ANSWER])
+
+    telegram_api.send_private_message(info["token"], "Write something long", user_id=9601)
+    finals = final_texts(telegram_api, info["token"], 9601)
+
+    drafts = telegram_api.drafts(info["token"], chat_id=9601)
+    assert finals == [ANSWER]
+    assert len(drafts) >= 2
+    texts = [d["text"] for d in drafts]
+    assert all(ANSWER.startswith(t) for t in texts)  # each a prefix of the answer…
+    assert [len(t) for t in texts] == sorted(len(t) for t in texts)  # …growing, in order
+    assert len({d["draft_id"] for d in drafts}) == 1  # one draft id for the reply
+    assert max(d["at"] for d in drafts) <= telegram_api.sent_messages(info["token"], chat_id=9601)[0]["time"]  # drafts first
+    reply = Message.objects.get(bot=bot, direction="out")
+    assert reply.ai_first_token_ms is not None and reply.first_draft_ms is not None
+    assert reply.first_draft_ms < reply.ai_latency_ms
+
+
+def test_the_throttle_holds_under_a_fast_stream(celery_worker, telegram_api, gemini_api, streaming_bot) -> None:  # type: ignore[no-untyped-def]
+    _, info = streaming_bot
+    gemini_api.set_stream_timing(first_chunk_delay=0.05, chunk_delay=0.03, chunks=60)
+    gemini_api.script_replies([ANSWER])
+
+    telegram_api.send_private_message(info["token"], "fast please", user_id=9602)
+    final_texts(telegram_api, info["token"], 9602)
+
+    stamps = [d["at"] for d in telegram_api.drafts(info["token"], chat_id=9602)]
+    assert stamps, "no draft at all"
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert all(gap >= DRAFT_INTERVAL - 0.05 for gap in gaps), gaps  # about one a second at most
+    assert len(stamps) <= 1 + 1.8 / DRAFT_INTERVAL + 1  # 60 chunks over ~1.8 s
+
+
+def test_a_stream_that_breaks_halfway_never_leaves_a_half_answer(celery_worker, telegram_api, gemini_api, streaming_bot) -> None:  # type: ignore[no-untyped-def]
+    bot, info = streaming_bot
+    gemini_api.set_stream_timing(first_chunk_delay=0.05, chunk_delay=0.3, chunks=8)
+    gemini_api.add_fault("stream_break", after_chunks=3)
+
+    telegram_api.send_private_message(info["token"], "tell me a story", user_id=9603)
+    finals = final_texts(telegram_api, info["token"], 9603)
+
+    asked = [r for r in gemini_api.requests() if r.contents and r.contents[-1].text == "tell me a story"]
+    assert [r.action for r in asked] == ["streamGenerateContent", "generateContent"]  # then asked whole
+    assert len(finals) == 1
+    assert "tell me a story" in finals[0]  # the emulator's whole echo, not a cut one
+    assert Message.objects.get(bot=bot, direction="in").reply_state == Message.ReplyState.REPLIED
+
+
+def test_drafts_are_never_sent_to_groups(celery_worker, telegram_api, gemini_api, streaming_bot) -> None:  # type: ignore[no-untyped-def]
+    _, info = streaming_bot
+    gemini_api.set_stream_timing(first_chunk_delay=0.05, chunk_delay=0.2, chunks=6)
+    group = telegram_api.add_group(title="Team")
+
+    telegram_api.send_group_message(info["token"], "{bot} hello team", chat_id=group["id"], mention_bot="username")
+    final_texts(telegram_api, info["token"], group["id"])
+
+    assert telegram_api.drafts(info["token"]) == []
+
+
+def test_a_draft_telegram_refuses_turns_drafts_off_and_the_answer_still_arrives(celery_worker, telegram_api, gemini_api, streaming_bot) -> None:  # type: ignore[no-untyped-def]
+    _, info = streaming_bot
+    gemini_api.set_stream_timing(first_chunk_delay=0.05, chunk_delay=0.25, chunks=8)
+    gemini_api.script_replies([ANSWER])
+    telegram_api.add_fault(info["token"], "too_many_requests", method="sendMessageDraft", retry_after=5)
+
+    telegram_api.send_private_message(info["token"], "go on", user_id=9604)
+    finals = final_texts(telegram_api, info["token"], 9604)
+
+    assert finals == [ANSWER]
+    assert telegram_api.drafts(info["token"], chat_id=9604) == []  # off after the refusal
+    assert len(telegram_api.calls(info["token"], method="sendMessageDraft")) == 1
+
+
+def test_a_persona_that_does_not_stream_sends_the_answer_whole(celery_worker, telegram_api, gemini_api, streaming_bot) -> None:  # type: ignore[no-untyped-def]
+    bot, info = streaming_bot
+    bot.persona.stream_replies = False
+    bot.persona.save()
+
+    telegram_api.send_private_message(info["token"], "no drafts please", user_id=9605)
+    final_texts(telegram_api, info["token"], 9605)
+
+    assert telegram_api.drafts(info["token"]) == []
+    assert gemini_api.requests()[-1].action == "generateContent"
+    assert AICredential.objects.count() == 1
+
+
+def test_the_sandbox_shows_the_draft_growing(celery_worker, telegram_api, gemini_api, streaming_bot, admin_client, settings) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from django.urls import reverse
+
+    from tests.support.timing import wait_until
+
+    settings.SANDBOX_EMULATOR_URL = telegram_api.url
+    bot, _ = streaming_bot
+    gemini_api.set_stream_timing(first_chunk_delay=0.1, chunk_delay=0.4, chunks=10)
+    gemini_api.script_replies([ANSWER])
+    url = reverse("sandbox:messages", args=[bot.pk]) + "?chat=private"
+
+    admin_client.post(reverse("sandbox:send", args=[bot.pk]), json.dumps({"text": "hello", "chat": "private"}),
+                      content_type="application/json")
+    draft = wait_until(lambda: admin_client.get(url).json()["draft"], timeout=20)
+    final = wait_until(lambda: [m["text"] for m in admin_client.get(url).json()["messages"] if m["from_bot"]], timeout=30)
+
+    assert ANSWER.startswith(draft["text"]) and draft["text"] != ANSWER
+    assert final == [ANSWER]
+    assert admin_client.get(url).json()["draft"] is None  # the final message replaced it
