@@ -6,7 +6,6 @@ from django.conf import settings
 from conversations import broadcasts, memory, reaper, replies
 
 
-
 def pushed_max_waits() -> int:
     """Rounds (a second each) a pushed message waits behind an earlier one of its chat
     answered elsewhere before it is answered regardless: long enough for the reaper to
