@@ -197,7 +197,7 @@ def _webhook_set(bot: Bot, endpoint: telegram.BotEndpoint, *, drop_pending_updat
     bot.save(update_fields=["webhook_secret"])
     telegram.set_webhook(
         endpoint, url=webhooks.url_of(bot.pk), secret_token=secret,
-        drop_pending_updates=drop_pending_updates,
+        drop_pending_updates=drop_pending_updates, max_connections=settings.WEBHOOK_MAX_CONNECTIONS,
     )
 
 

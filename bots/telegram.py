@@ -336,13 +336,16 @@ def delete_webhook(endpoint: BotEndpoint, *, drop_pending_updates: bool = False)
     )
 
 
-def set_webhook(endpoint: BotEndpoint, *, url: str, secret_token: str, drop_pending_updates: bool) -> None:
+def set_webhook(
+    endpoint: BotEndpoint, *, url: str, secret_token: str, drop_pending_updates: bool, max_connections: int,
+) -> None:
     """Telegram pushes this bot's updates to `url` from now on, each request carrying
-    `secret_token`; the same update kinds as polling."""
+    `secret_token`; the same update kinds as polling; at most `max_connections` at once."""
     aio.run(
         _call(
             endpoint, "set_webhook", url=url, secret_token=secret_token,
             allowed_updates=ALLOWED_UPDATES, drop_pending_updates=drop_pending_updates,
+            max_connections=max_connections,
         ),
         timeout=SEND_TIMEOUT + 5,
     )

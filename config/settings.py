@@ -243,6 +243,12 @@ WEBHOOK_BASE_URL: str = (
 # A webhook request larger than this is passed over (recorded, answered 200 so Telegram
 # does not send it again). Telegram's updates are a few kilobytes.
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
+# Pushes Telegram makes to one bot at once. 1 (the default): one at a time, so a chat's
+# messages arrive, are stored and are answered in order; the view answers in
+# milliseconds, so one bot still takes about a hundred updates a second. More: a busy
+# bot's pushes overlap, and two messages of one chat sent together may be answered in
+# either order (Telegram allows 1 to 100; its own default is 40).
+WEBHOOK_MAX_CONNECTIONS = env.int("WEBHOOK_MAX_CONNECTIONS", default=1)
 # How often the supervisor asks Telegram about each webhook (getWebhookInfo: pending
 # updates, Telegram's last delivery error). Idle webhook bots cost nothing else.
 WEBHOOK_INFO_INTERVAL = env.float("WEBHOOK_INFO_INTERVAL", default=600.0)

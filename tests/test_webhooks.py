@@ -227,6 +227,7 @@ def test_it_sets_the_webhook_with_a_new_secret_on_every_start(telegram_api, webh
 
     status = telegram_api.bot_status(info["token"])
     assert status["webhook_url"] == f"http://127.0.0.1:9/telegram/webhook/{bot.pk}/"
+    assert bot_api(telegram_api, info["token"], "getWebhookInfo")["max_connections"] == 1  # in order
     assert first_secret and second_secret and first_secret != second_secret
     task.refresh_from_db()
     assert task.status == BotTask.Status.RUNNING
