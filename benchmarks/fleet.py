@@ -40,8 +40,11 @@ def name_prefix(label: str) -> str:
     return f"bench {label} "
 
 
-def fleet_create(*, emulator: EmulatorClient, count: int, label: str) -> list[FleetBot]:
-    """Persona, offline AI credential, bots pointing at the emulator, one task each (AI on)."""
+def fleet_create(
+    *, emulator: EmulatorClient, count: int, label: str, update_mode: str = ""
+) -> list[FleetBot]:
+    """Persona, offline AI credential, bots pointing at the emulator, one task each (AI on).
+    `update_mode`: the bots' (the model's default, polling, unless given: "webhook")."""
     from django.db import transaction
 
     from bots.models import Bot, BotTask
@@ -64,6 +67,7 @@ def fleet_create(*, emulator: EmulatorClient, count: int, label: str) -> list[Fl
                 api_base_url=emulator.base_url,
                 persona=persona,
                 credential=credential,
+                **({"update_mode": update_mode} if update_mode else {}),
             )
             task = BotTask.objects.create(name=f"{name_prefix(label)}{n}", bot=bot, use_ai=True)
             fleet.append(

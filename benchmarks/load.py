@@ -36,16 +36,18 @@ def measure(
     *,
     drain_s: float,
     label: str,
+    system: bool = False,
 ) -> Figures:
-    """Inject, wait for the replies, and report them with the CPU and memory it took."""
+    """Inject, wait for the replies, and report them with the CPU and memory it took.
+    `system`: also Redis and the whole system (see Rig.system_pids)."""
     counter = traffic.ReplyCounter(emulator)
-    machine, cpu_before = MachineCpu(), cpu_by_group(rig)
+    machine, cpu_before = MachineCpu(), cpu_by_group(rig, system=system)
     began = time.monotonic()
-    with RssSampler(rig.pids) as rss:
+    with RssSampler(rig.system_pids if system else rig.pids) as rss:
         injected, inject_s = inject(tokens, counter)
         result = traffic.drain(emulator, injected, counter=counter, timeout=drain_s, label=label)
     window_s = time.monotonic() - began
-    cpu_s = cpu_delta(cpu_before, cpu_by_group(rig))
+    cpu_s = cpu_delta(cpu_before, cpu_by_group(rig, system=system))
     progress(f"{label}: {result.answered}/{result.injected} answered", force=True)
     return {
         "messages": result.injected,

@@ -344,10 +344,21 @@ class Rig:
 
     # --- the web process ---------------------------------------------------------------------
 
-    def web_start(self, timeout: float = 60) -> str:
+    def web_start(
+        self,
+        timeout: float = 60,
+        *,
+        workers: int = WEB_WORKERS,
+        bind: str = "127.0.0.1:0",
+        extra_args: tuple[str, ...] = (),
+        log_name: str = "web",
+    ) -> str:
         """The admin and dashboard as production serves them (the Dockerfile's command:
         gunicorn with 3 workers), on a free loopback port; part of the system's idle
-        footprint. Returns its URL once every gunicorn worker has booted."""
+        footprint. Returns its URL once every gunicorn worker has booted. (The webhook
+        benchmark gives its own worker count, address and worker class.)"""
+        log_path = self._log(log_name)
+        booted_before = log_path.read_text(errors="replace").count("Booting worker") if log_path.exists() else 0
         self.web = procs.spawn(
             "web (gunicorn)",
             [
@@ -356,19 +367,20 @@ class Rig:
                 "gunicorn",
                 "config.wsgi:application",
                 "--bind",
-                "127.0.0.1:0",
+                bind,
                 "--workers",
-                str(WEB_WORKERS),
+                str(workers),
+                *extra_args,
             ],
             env=self._env(),
             cwd=PROJECT_DIR,
-            log_path=self._log("web"),
+            log_path=log_path,
         )
         url = procs.wait_for_log(self.web, r"Listening at: (http://\S+)", timeout=timeout).group(1)
         deadline = time.monotonic() + timeout
-        while self.web.log().count("Booting worker") < WEB_WORKERS:
+        while self.web.log().count("Booting worker") - booted_before < workers:
             if time.monotonic() > deadline or not self.web.running():
-                raise RuntimeError(f"web did not boot {WEB_WORKERS} workers:\n{self.web.log()[-2000:]}")
+                raise RuntimeError(f"web did not boot {workers} workers:\n{self.web.log()[-2000:]}")
             time.sleep(0.1)
         return url
 
