@@ -160,15 +160,20 @@ def _history(message: Message, limit: int, budget: int, *, after: int) -> tuple[
         remembered(conversation_of(message), message.id, after=after)
         .select_related("sender", "chat").order_by("-id")[: max(limit, 0) + 1]
     )
-    turns: list[ChatTurn] = []
+    turns = [_turn(row) for row in earlier[:limit]]
+    fitting = newest_within([turn.text for turn in turns], budget)
+    return list(reversed(turns[:fitting])), fitting < len(turns) or len(earlier) > limit
+
+
+def newest_within(texts: list[str], budget: int) -> int:
+    """How many of `texts` (newest first) fit in `budget` tokens: the budget drops the
+    oldest. The AI context and the summary job cut a conversation the same way."""
     used = 0
-    for row in earlier[:limit]:  # newest first, so the budget drops the oldest
-        turn = _turn(row)
-        used += tokens_estimate(turn.text)
+    for count, text in enumerate(texts):
+        used += tokens_estimate(text)
         if used > budget:
-            return list(reversed(turns)), True
-        turns.append(turn)
-    return list(reversed(turns)), len(earlier) > limit
+            return count
+    return len(texts)
 
 
 def _summary(message: Message) -> ChatSummary | None:

@@ -118,12 +118,7 @@ def _older_turns(newest: Message, persona: Persona, *, after: int) -> list[Messa
         context.remembered(context.conversation_of(newest), newest.id + 1, after=after)
         .select_related("sender", "chat").order_by("-id")
     )
-    keep, used = 0, 0
-    for row in rows:
-        used += context.tokens_estimate(row.text)
-        if used > persona.context_token_budget // 2:
-            break
-        keep += 1
+    keep = context.newest_within([row.text for row in rows], persona.context_token_budget // 2)
     return list(reversed(rows[keep:]))
 
 

@@ -75,6 +75,11 @@ class Composition:
     first_token_ms: int | None = None  # streamed: the AI's first text
     first_draft_ms: int | None = None  # streamed: the first draft the person saw
 
+    @property
+    def tokens(self) -> int:
+        """Prompt and answer together, as the quotas count them."""
+        return (self.tokens_in or 0) + (self.tokens_out or 0)
+
     def fields(self) -> dict[str, object]:
         """What the first part of the reply records of how it was written."""
         return {
@@ -250,11 +255,11 @@ async def _answer_one(job: _Job) -> None:
         return
     if job.operator_command:
         composition = Composition(text=await operator_commands.run(job.message, job.operator_command))
-    elif job.fixed == wording.CONTEXT_RESET:
+    elif gate.command_of(job.message)[0] == "reset" and not job.refusal:
         # /reset: the chat's summary goes with the rest of what the AI remembered.
         await dbwork.write(lambda: memory.summary_forget(
             chat_id=job.message.chat_id, topic=job.message.message_thread_id or 0))
-        composition = Composition(text=job.fixed)
+        composition = Composition(text=wording.CONTEXT_RESET)
     else:
         if job.fixed is None and job.policy is not None:
             decision = await gate.admit(job.message, job.persona, job.policy, now=timezone.now())
@@ -264,11 +269,11 @@ async def _answer_one(job: _Job) -> None:
                     await dbwork.write(_close, job, job.skip_state, job.skip_reason)
                     return
         composition = await _compose(job)
-        if composition.tokens_in or composition.tokens_out:
+        if composition.tokens:
             await _tokens_spent(job, composition)
     parts = _parts(composition.text, job) or _parts(job.persona.fallback_reply, job)
     if not parts:  # never an empty message: the persona's fallback is empty too
-        await dbwork.write(_close, job.message.pk, Message.ReplyState.FAILED, "Nothing to send.")
+        await dbwork.write(_close, job, Message.ReplyState.FAILED, "Nothing to send.")
         return
     rows = await dbwork.write_many("replies.enqueue", _replies_enqueue, (job, composition, parts))
     if rows:
@@ -278,9 +283,8 @@ async def _answer_one(job: _Job) -> None:
 async def _tokens_spent(job: _Job, composition: Composition) -> None:
     if job.policy is None:
         return
-    tokens = (composition.tokens_in or 0) + (composition.tokens_out or 0)
     try:
-        await gate.tokens_spent(job.message, job.policy, now=timezone.now(), tokens=tokens)
+        await gate.tokens_spent(job.message, job.policy, now=timezone.now(), tokens=composition.tokens)
     except Exception:
         # The count of today's tokens is off by this answer; the answer itself is sent.
         log.warning("message %s: could not count its tokens", job.message.pk, exc_info=True)
@@ -343,15 +347,13 @@ async def _compose(job: _Job) -> Composition:
 
 def _streams(job: _Job) -> bool:
     """Drafts are for private chats (Telegram refuses them in groups), for personas that
-    stream, with a provider that can."""
+    stream, with a networked AI (whether its provider can stream is the provider's
+    business: reply_generate_async streams only where it can, and drafts then stay
+    unused)."""
     return bool(
-        job.remote and job.endpoint is not None and job.credential is not None
+        job.remote and job.endpoint is not None
         and job.persona.stream_replies and job.message.chat.type == Chat.Type.PRIVATE
-        and job.credential.provider in STREAMING_PROVIDERS
     )
-
-
-STREAMING_PROVIDERS = {AICredential.Provider.GEMINI, AICredential.Provider.OPENAI_COMPATIBLE}
 
 
 def _drafts(job: _Job) -> streaming.DraftStream:
@@ -410,7 +412,7 @@ def _jobs_load(message_ids: list[int]) -> list[_Job]:
     return [_job(row, tasks.get(row.bot_id), policies[row.bot_id]) for row in rows]
 
 
-def _job(message: Message, task: BotTask | None, policy: BotPolicy | None = None) -> _Job:
+def _job(message: Message, task: BotTask | None, policy: BotPolicy) -> _Job:
     persona = message.bot.persona or Persona(name="default", instructions="You are a helpful assistant.")
     if task is None:
         return _Job(message, persona, skip_state=Message.ReplyState.NONE, skip_reason=TASK_STOPPED)
@@ -421,7 +423,6 @@ def _job(message: Message, task: BotTask | None, policy: BotPolicy | None = None
         endpoint = telegram.BotEndpoint.of(message.bot)
     except DecryptionError as failure:
         return _Job(message, persona, skip_state=Message.ReplyState.FAILED, skip_reason=str(failure))
-    policy = policy or access.policies_load([message.bot])[message.bot_id]
     job = _Job(message, persona, task.max_response_length, endpoint, policy=policy)
     decision = gate.decide(message, persona, policy)
     if decision.refusal:
@@ -474,7 +475,7 @@ def _policy_record(answered: list[tuple[_Job, Composition]], now: datetime) -> N
         gate.use_of(
             job.message, job.policy, day=gate.day_of(job.policy, now), refused=bool(job.refusal),
             answered=job.credential is not None and not job.refusal,
-            tokens=(composition.tokens_in or 0) + (composition.tokens_out or 0),
+            tokens=composition.tokens,
         )
         for job, composition in answered
         if job.policy is not None and (job.refusal or job.credential is not None)

@@ -159,3 +159,16 @@ def test_a_failed_reply_does_not_hold_up_the_next_one_in_the_chat(telegram_api, 
     assert "too long" in first.error
     sent = telegram_api.sent_messages(started["token"], chat_id=chat_id)
     assert len(sent) == 1 and "second" in sent[0]["text"]
+
+
+def test_it_fails_a_message_it_has_nothing_to_say_to_instead_of_sending_nothing(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
+    persona = BotTask.objects.get(pk=bot_task.pk).bot.persona
+    persona.greeting, persona.fallback_reply = "", ""
+    persona.save()
+    message = incoming(bot_task, telegram_api.send_command(started["token"], "start"))
+
+    replies.messages_answer(message_ids=[message.pk])
+
+    message.refresh_from_db()
+    assert (message.reply_state, message.error) == (Message.ReplyState.FAILED, "Nothing to send.")
+    assert telegram_api.sent_messages(started["token"]) == []
