@@ -25,4 +25,5 @@ EXPOSE 8000
 # answers for any Host, so the container's own address works.
 HEALTHCHECK --interval=15s --timeout=5s --retries=3 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2", "--access-logfile", "-"]
+# gunicorn.conf.py (in /app, the working directory): 2 workers x 4 threads (gthread).
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]

@@ -60,7 +60,7 @@ REDIS_PORT = 6379
 REDIS_DB = 14  # ours alone: flushed at the start and at the end
 WORKERS = ("w1", "w2", "w3")  # Celery hostnames standing for three hosts
 WORKER_CONCURRENCY = 32  # the Procfile's
-WEB_WORKERS = 2  # the Dockerfile's and docker-compose's gunicorn
+WEB_WORKERS = 2  # gunicorn.conf.py's, as the Dockerfile and docker-compose run it
 BOTS_PER_MODE = 100
 ROUND_GAP_S = 20.0
 # No reply is sent sooner than GEMINI_LATENCY_S after its message was written, so at the
@@ -190,7 +190,8 @@ class TopologyRig(Rig):
         self.web = procs.spawn(
             "web (gunicorn)",
             [
-                sys.executable, "-m", "gunicorn", "config.wsgi:application",
+                # The rest from gunicorn.conf.py (the working directory's), as in the image.
+                sys.executable, "-m", "gunicorn",
                 "--bind", f"{HOST}:{self.web_port}", "--workers", str(WEB_WORKERS),
                 "--access-logfile", "-",
                 # A control socket of its own: gunicorn's default (~/.gunicorn/gunicorn.ctl)

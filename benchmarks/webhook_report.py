@@ -158,8 +158,9 @@ def render_ingest(f: Figures) -> str:
         )
         notes = [
             f"  2xx answers in every run (warm-up, measured, profiled): {ours['accepted_all_runs']}; "
-            f"messages stored meanwhile: {ours['stored_all_runs']}; "
-            f"tasks added to the replies queue: {fmt(ours['queued_for_workers'])} (the three should be equal)",
+            f"pushes kept for the workers meanwhile: {ours['stored_all_runs']} (the two should be equal); "
+            f"drains asked for (the replies queue): {fmt(ours['queued_for_workers'])} "
+            f"(at most one due per bot at a time)",
             f"  not 2xx: closed {ours['closed']['not_2xx'] or 'none'}, paced {ours['paced']['not_2xx'] or 'none'}; "
             f"client errors: closed {ours['closed']['errors'] or 'none'}, paced {ours['paced']['errors'] or 'none'}",
             f"  paced, latency from the request's own start (no wait for a connection) p50 / p99: "

@@ -400,9 +400,10 @@ def peer_errors(log: str) -> dict[str, int]:
 
 
 def _stored(fleet: list[fleets.FleetBot]) -> int:
-    from conversations.models import Message
+    """Pushes kept for the workers (no worker runs here to drain them)."""
+    from bots.models import PushedUpdate
 
-    return Message.objects.filter(bot_id__in=[b.bot_pk for b in fleet], direction="in").count()
+    return PushedUpdate.objects.filter(bot_id__in=[b.bot_pk for b in fleet]).count()
 
 
 def _queued(rig: Rig) -> int | None:
@@ -416,10 +417,12 @@ def _queued(rig: Rig) -> int | None:
 
 
 def _messages_forget(fleet: list[fleets.FleetBot]) -> None:
-    """The ingest's messages wait for a worker that never comes: delete them, or the next
-    scenario's reaper would answer them all (to a stopped emulator)."""
+    """The ingest's pushes wait for a worker that never comes: delete them, or the next
+    scenario's supervisor would drain and answer them all (to a stopped emulator)."""
+    from bots.models import PushedUpdate
     from conversations.models import Message
 
+    PushedUpdate.objects.filter(bot_id__in=[b.bot_pk for b in fleet]).delete()
     Message.objects.filter(bot_id__in=[b.bot_pk for b in fleet]).delete()
 
 

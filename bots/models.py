@@ -249,3 +249,24 @@ class BotTask(models.Model):
 def time_label(moment: datetime) -> str:
     """A time as operators read it: in the site's time zone, to the minute."""
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")
+
+
+class PushedUpdate(models.Model):
+    """A webhook push, kept as Telegram sent it until a worker stores it in the message
+    log (bots.pushes). The web process writes only this row: one insert, then Telegram
+    gets its 200; the workers drain a bot's rows in update order, a batch at a time,
+    through the same store as a poll's batch."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="+")
+    update_id = models.BigIntegerField()
+    payload = models.TextField()  # the request body: a JSON object with a valid update id
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # Telegram re-sends a push it got no 200 for: the second is ignored here.
+            models.UniqueConstraint(fields=["bot", "update_id"], name="one_pushed_update_per_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"update {self.update_id} of bot {self.bot_id}"

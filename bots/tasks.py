@@ -3,7 +3,7 @@
 from celery import shared_task
 from celery.signals import worker_shutting_down
 
-from bots import polling, supervisor
+from bots import polling, pushes, supervisor
 
 
 @shared_task(name="bots.tasks.poll_cycle")
@@ -11,11 +11,18 @@ def poll_cycle(task_id: int, token: str) -> None:
     polling.poller_launch(task_id=task_id, token=token)
 
 
+@shared_task(name="bots.tasks.pushes_drain")
+def pushes_drain(bot_id: int) -> None:
+    """A webhook bot's pushes, kept by the web process: store them and answer them here."""
+    pushes.drain(bot_id)
+
+
 @shared_task(name="bots.tasks.supervise")
 def supervise() -> None:
     supervisor.run_windows_apply()
     supervisor.pollers_revive()
     supervisor.webhooks_check()
+    pushes.sweep()
 
 
 @worker_shutting_down.connect

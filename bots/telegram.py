@@ -289,18 +289,25 @@ def updates_read(items: Sequence[Any], bot: telegram.Bot | None = None) -> Polle
     webhook request has none: nothing it reads calls Telegram)."""
     polled = Polled(updates=[], unreadable=[], received=len(items))
     for item in items:
-        update_id = item.get("update_id") if isinstance(item, dict) else None
-        if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id <= 0:
-            polled.unreadable.append((None, f"update id {str(update_id)[:30]!r} is not a positive number"))
-            continue
-        if update_id > MAX_STORABLE_ID:
-            polled.unreadable.append((update_id, "update id beyond 64 bits"))
+        update_id, problem = update_id_of(item)
+        if problem:
+            polled.unreadable.append((update_id, problem))
             continue
         try:
             polled.updates.append(telegram.Update.de_json(cleaned(item), bot))
         except Exception as failure:
             polled.unreadable.append((update_id, reason_of(failure)))
     return polled
+
+
+def update_id_of(item: Any) -> tuple[int | None, str]:
+    """An update's id and "", or what is wrong with it (the id when it is a number)."""
+    update_id = item.get("update_id") if isinstance(item, dict) else None
+    if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id <= 0:
+        return None, f"update id {str(update_id)[:30]!r} is not a positive number"
+    if update_id > MAX_STORABLE_ID:
+        return update_id, "update id beyond 64 bits"
+    return update_id, ""
 
 
 # What a bot polls for: messages, their edits, and its own membership in chats (removed

@@ -1,8 +1,8 @@
 """Where stored updates go: one path for polled and pushed (webhook) updates.
 
-Both doors (bots.polling's getUpdates, bots.views' webhook) read Telegram's JSON with
-bots.telegram.updates_read and store it here, inside the caller's transaction:
-the registered sink stores the messages (de-duplicated by bot + update id), the task's
+Both doors (bots.polling's getUpdates, bots.pushes' drain of webhook pushes) read
+Telegram's JSON with bots.telegram.updates_read and store it here, inside the caller's
+transaction: the registered sink stores the messages (de-duplicated by bot + update id), the task's
 counters move, and updates that could not be stored are recorded on the task.
 
 Dependencies point one way: conversations stores and answers updates, so it registers
@@ -45,7 +45,7 @@ class UpdateSink(Protocol):
         """Store the batch (inside the caller's transaction), and keep a trace of the
         updates that could not be read (update id or None, why). `claim`: the messages
         to answer are claimed by this process, which answers them next (a poller);
-        otherwise they wait unclaimed for a worker (a webhook request)."""
+        otherwise they wait unclaimed (a webhook drain's, for hand_off)."""
         ...
 
     def answer(self, batch: StoredBatch) -> None:
@@ -54,7 +54,8 @@ class UpdateSink(Protocol):
         ...
 
     def hand_off(self, batch: StoredBatch) -> None:
-        """Have a worker answer a batch stored unclaimed (after the transaction)."""
+        """Answer a batch stored unclaimed (a webhook drain's), in this worker, after
+        the transaction; each chat's order kept across workers."""
         ...
 
 
@@ -79,7 +80,7 @@ def batch_store(*, task: BotTask, polled: telegram.Polled, claim: bool) -> Store
     if batch.new_messages:
         BotTask.objects.filter(pk=task.pk).update(
             messages_processed=F("messages_processed") + batch.new_messages,
-            # A webhook task's heartbeat is its last push; a poller's, its lease renewal.
+            # A webhook task's heartbeat is its last drained push; a poller's, its lease renewal.
             **({} if claim else {"last_run_at": timezone.now()}),
         )
     if batch.skipped:

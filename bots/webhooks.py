@@ -3,8 +3,9 @@ push must carry, which running task a push belongs to, and what Telegram says ab
 deliveries (getWebhookInfo).
 
 Start sets the webhook (bots.services), Stop deletes it; in between a webhook bot costs
-no background work at all: no poller, no lease. The pushes are stored and answered by
-conversations.webhook, through the same ingest and reply pipeline as polled updates.
+no background work at all: no poller, no lease. The pushes are kept by the webhook view
+and drained by the workers (bots.pushes), through the same ingest and reply pipeline as
+polled updates.
 """
 
 import asyncio
@@ -15,6 +16,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -22,6 +24,7 @@ from bots import telegram
 from bots.models import Bot, BotTask
 from config import aio
 from credentials.encryption import DecryptionError
+from credentials.fields import Secret
 
 log = logging.getLogger(__name__)
 
@@ -72,24 +75,32 @@ def secret_new() -> str:
     return secrets.token_urlsafe(32)
 
 
-def task_for_push(*, bot_id: int, secret: str) -> BotTask | None:
-    """The running webhook task a push belongs to, or None: an unknown bot, one not in
-    webhook mode or not running, or a secret that is not the bot's (compared in
+def task_for_push(*, bot_id: int, secret: str) -> int | None:
+    """The id of the running webhook task a push belongs to, or None: an unknown bot, one
+    not in webhook mode or not running, or a secret that is not the bot's (compared in
     constant time)."""
-    task = (
-        BotTask.objects.filter(
-            bot_id=bot_id, status=BotTask.Status.RUNNING, bot__update_mode=Bot.UpdateMode.WEBHOOK
-        ).select_related("bot").first()
-    )
-    if task is None or not secret:
+    with connection.cursor() as cursor:
+        cursor.execute(_PUSH_TARGET, [bot_id, BotTask.Status.RUNNING, Bot.UpdateMode.WEBHOOK])
+        found = cursor.fetchone()
+    if found is None or not secret:
         return None
+    task_id, ciphertext = found
     try:
-        expected = task.bot.webhook_secret.reveal()
+        expected = Secret(ciphertext=ciphertext or "").reveal()
     except DecryptionError:
         return None
     if not expected or not hmac.compare_digest(expected.encode(), secret.encode()):
         return None
-    return task
+    return int(task_id)
+
+
+# Every push runs this: written out, because building the same query through the ORM
+# cost ten times the query itself (a sixth of a push, measured).
+_PUSH_TARGET = (
+    f"SELECT task.id, bot.webhook_secret FROM {BotTask._meta.db_table} task "
+    f"JOIN {Bot._meta.db_table} bot ON bot.id = task.bot_id "
+    "WHERE task.bot_id = %s AND task.status = %s AND bot.update_mode = %s LIMIT 1"
+)
 
 
 # --- what Telegram says about the webhooks (supervisor, the task's page) ---------------

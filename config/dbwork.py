@@ -11,7 +11,8 @@ stall every long poll, AI call and send of the process. So:
   ms), that is what decides throughput; on PostgreSQL it saves commit round trips.
 
 One write failing rolls back its own savepoint only; the others commit. If the commit
-itself fails (database gone), every write of that transaction gets the error.
+itself fails (database gone), every write of that transaction gets the error. A deadlock
+or serialization failure (PostgreSQL) runs the whole transaction again, a few times.
 
 `write_many(kind, items_fn, item)` goes one step further for the writes every message
 makes (stamping a part, recording it sent): items of one kind submitted while the writer
@@ -20,7 +21,9 @@ and each caller gets its own item's result back.
 """
 
 import asyncio
+import random
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -35,15 +38,59 @@ MAX_WRITES_PER_TRANSACTION = 500  # keeps one transaction (and the lock it holds
 _Outcome = tuple[bool, Any]  # (succeeded, result or exception)
 
 
+# PostgreSQL's answers that mean "nothing wrong with the writes, run them again":
+# deadlock detected, serialization failure.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+TRANSACTION_ATTEMPTS = 4
+
+
+class _Retry(Exception):
+    """Raised inside the transaction to roll all of it back and run it again."""
+
+
 def _transaction_run(fns: list[Callable[[], Any]]) -> list[_Outcome]:
+    """The writes in one transaction. Two processes' writers batch different rows in
+    different orders (a bot's counters and usage rows are in many batches), so on
+    PostgreSQL they can deadlock; the database then fails one of them, and the whole
+    transaction is run again (its writes are database work only, safe to repeat) rather
+    than failing answers that were fine. Found under a webhook burst with 2 workers."""
+    for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+        last = attempt == TRANSACTION_ATTEMPTS
+        try:
+            with transaction.atomic():
+                if len(fns) == 1:  # alone: its failure is the transaction's, no savepoint
+                    return [(True, fns[0]())]
+                outcomes = [_savepoint_run(fn) for fn in fns]
+                if not last and any(not ok and retryable(result) for ok, result in outcomes):
+                    raise _Retry
+                return outcomes
+        except _Retry:
+            pass
+        except Exception as error:  # the commit failed (or the only write did)
+            if last or not retryable(error):
+                return [(False, error)] * len(fns)
+        time.sleep(random.uniform(0.005, 0.05) * attempt)  # the other side gets ahead
+    raise AssertionError("unreachable: the last attempt returns")
+
+
+def _writer_run(fns: list[Callable[[], Any]]) -> list[_Outcome]:
     close_old_connections()  # drop a connection the database closed meanwhile
-    try:
-        with transaction.atomic():
-            if len(fns) == 1:  # alone: its failure is the transaction's, no savepoint
-                return [(True, fns[0]())]
-            return [_savepoint_run(fn) for fn in fns]
-    except Exception as error:  # the commit failed (or the only write did)
-        return [(False, error)] * len(fns)
+    return _transaction_run(fns)
+
+
+def transaction_retrying(fn: Callable[[], T]) -> T:
+    """`fn` in a transaction of its own, run again as the writer's are (for code outside
+    the I/O loop: a Celery task's store)."""
+    (succeeded, result), = _transaction_run([fn])
+    if not succeeded:
+        raise result
+    return result  # type: ignore[no-any-return]
+
+
+def retryable(error: BaseException) -> bool:
+    """A deadlock or serialization failure: the transaction, run again, will do."""
+    cause = error.__cause__ if error.__cause__ is not None else error
+    return getattr(cause, "sqlstate", None) in RETRYABLE_SQLSTATES
 
 
 def _savepoint_run(fn: Callable[[], Any]) -> _Outcome:
@@ -126,7 +173,7 @@ class _Writer:
                     if isinstance(fn, _Items) and self._open.get(fn.kind) is fn:
                         del self._open[fn.kind]
                 try:
-                    outcomes = await loop.run_in_executor(self._thread, _transaction_run, fns)
+                    outcomes = await loop.run_in_executor(self._thread, _writer_run, fns)
                 except BaseException as error:  # the executor itself failed (shutting down)
                     outcomes = [(False, error)] * len(batch)
                 for (_, future), (succeeded, value) in zip(batch, outcomes, strict=True):

@@ -194,6 +194,7 @@ CELERY_TASK_ROUTES = {
     "bots.tasks.*": {"queue": "default"},
     "conversations.tasks.claims_reap": {"queue": "replies"},
     "conversations.tasks.pushed_answer": {"queue": "replies"},
+    "bots.tasks.pushes_drain": {"queue": "replies"},
     "conversations.tasks.summary_refresh": {"queue": "replies"},
     "conversations.tasks.notes_refresh": {"queue": "replies"},
     "conversations.tasks.scheduled_*": {"queue": "scheduled"},

@@ -9,10 +9,10 @@ each when the batch fails) leaves a SkippedUpdate row saying why, and the poller
 past it. The bot's own membership (`my_chat_member`) and group-to-supergroup moves
 update the chat rows (conversations.chats).
 A polled message that wants an answer is stored already claimed by the storing process
-(GENERATING), which answers it next: no second write to claim it. A pushed one (a
-webhook request, in a web process) is stored waiting (PENDING, unclaimed) and handed to
-the workers (conversations.tasks.pushed_answer); if that hand-off is lost, the reaper
-answers it once CLAIM_SECONDS passed.
+(GENERATING), which answers it next: no second write to claim it. A pushed one (drained
+from bots.pushes by a worker) is stored waiting (PENDING, unclaimed), then claimed by
+conversations.tasks.pushed_answer, which keeps each chat's order across workers; if the
+worker dies in between, the reaper answers it once CLAIM_SECONDS passed.
 """
 
 import logging
@@ -25,6 +25,7 @@ from django.db import IntegrityError, transaction
 from bots import telegram as bots_telegram
 from bots.models import Bot, BotTask
 from bots.updates import StoredBatch
+from config import dbwork
 from conversations import chats, claims, decisions, media, replies, wording
 from conversations.models import Message, SkippedUpdate
 
@@ -78,6 +79,8 @@ def updates_store(
             except IntegrityError:
                 pass  # stored meanwhile by an overlapping poller
             except Exception as failure:
+                if dbwork.retryable(failure):
+                    raise  # nothing wrong with the update: the caller's transaction runs again
                 log.warning("bot %s: update %s cannot be stored; skipped", bot.pk, update.update_id,
                             exc_info=True)
                 passed_over.append((update.update_id, bots_telegram.reason_of(failure)))
@@ -213,9 +216,5 @@ class ConversationSink:
         # Imported here: the tasks module imports the reaper, which imports replies.
         from conversations.tasks import pushed_answer
 
-        try:
-            pushed_answer.delay([message_id for message_id, _ in batch.to_answer])
-        except Exception:
-            # Stored all the same: the reaper answers it once CLAIM_SECONDS passed.
-            log.warning("could not hand %s pushed message(s) to the workers; the reaper will",
-                        len(batch.to_answer), exc_info=True)
+        # Called, not sent: the drain runs on a worker already, which answers them.
+        pushed_answer([message_id for message_id, _ in batch.to_answer])

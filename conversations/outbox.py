@@ -353,7 +353,7 @@ def _replies_close(parts: list[Part], now: datetime) -> None:
     sending = Message.objects.filter(pk__in=bots, reply_state=Message.ReplyState.SENDING)
     closed = list(sending.values_list("pk", flat=True))
     sending.filter(pk__in=closed).update(reply_state=Message.ReplyState.REPLIED, updated_at=now)
-    for bot_id, count in Counter(bots[pk] for pk in closed).items():
+    for bot_id, count in sorted(Counter(bots[pk] for pk in closed).items()):  # one lock order
         BotTask.objects.filter(bot_id=bot_id, status=BotTask.Status.RUNNING).update(
             replies_sent=F("replies_sent") + count
         )

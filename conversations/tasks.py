@@ -21,7 +21,8 @@ def claims_reap() -> None:
 
 @shared_task(name="conversations.tasks.pushed_answer")
 def pushed_answer(message_ids: list[int], waited: int = 0) -> None:
-    """Webhook pushes stored by the web process: claim them and answer them here."""
+    """Webhook pushes a drain stored (called in its worker; sent again, a second
+    later, for those waiting behind an earlier message of their chat): claim and answer."""
     waiting = replies.pushed_answer(message_ids=message_ids, force=waited >= pushed_max_waits())
     if waiting:
         pushed_answer.apply_async((waiting, waited + 1), countdown=1)

@@ -1,11 +1,13 @@
-"""Webhook mode: Telegram pushes a bot's updates to Botfleet (bots.webhooks, bots.views).
+"""Webhook mode: Telegram pushes a bot's updates to Botfleet (bots.webhooks, bots.views,
+bots.pushes).
 
-The receiving view through Django's test client; Start and Stop against the Telegram
-emulator; end to end (the emulator pushing to a live server, a real worker answering)
-at the bottom."""
+The receiving view through Django's test client, and the drain a worker runs after it;
+Start and Stop against the Telegram emulator; end to end (the emulator pushing to a live
+server, a real worker answering) at the bottom."""
 
 import json
 import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -14,8 +16,8 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from bots import webhooks
-from bots.models import Bot, BotTask
+from bots import pushes, webhooks
+from bots.models import Bot, BotTask, PushedUpdate
 from bots.services import TaskError, task_start, task_stop
 from bots.supervisor import webhooks_check
 from conversations.models import Message, SkippedUpdate
@@ -49,7 +51,34 @@ def private_update(update_id: int, text: str, *, user_id: int = 501) -> dict[str
     }
 
 
-# --- the receiving view -------------------------------------------------------------------
+@dataclass
+class Workers:
+    """What the web process asked the workers for, and what a drain handed on."""
+
+    drains_asked: list[int] = field(default_factory=list)  # bot ids
+    handed_over: list[list[int]] = field(default_factory=list)  # message ids, per batch
+
+
+@pytest.fixture
+def workers(monkeypatch) -> Workers:  # type: ignore[no-untyped-def]
+    """Stands in for the broker and the answering: records drains asked for and the
+    messages a drain hands on (the end-to-end tests below run the real ones)."""
+    from conversations import tasks
+
+    seen = Workers()
+    monkeypatch.setattr(pushes, "_drain_publish", seen.drains_asked.append)
+    monkeypatch.setattr(tasks, "pushed_answer", seen.handed_over.append)
+    return seen
+
+
+def push_and_drain(bot_id: int, body: Any, **options: Any) -> Any:
+    """A push, then the drain a worker would run for it."""
+    response = push(Client(), bot_id, body, **options)
+    pushes.drain(bot_id)
+    return response
+
+
+# --- the receiving view, and the drain ----------------------------------------------------
 
 
 @pytest.mark.django_db
@@ -62,7 +91,7 @@ def test_it_refuses_a_push_without_the_bots_secret() -> None:
     unknown = push(client, task.bot_id + 1000, private_update(3, "hi"))
 
     assert [missing.status_code, wrong.status_code, unknown.status_code] == [403, 403, 403]
-    assert not Message.objects.exists()
+    assert not PushedUpdate.objects.exists()
 
 
 @pytest.mark.django_db
@@ -74,7 +103,7 @@ def test_it_refuses_pushes_for_a_stopped_bot_or_a_polling_one() -> None:
 
     assert push(client, stopped.bot_id, private_update(1, "hi")).status_code == 403
     assert push(client, polling.bot_id, private_update(2, "hi")).status_code == 403
-    assert not Message.objects.exists()
+    assert not PushedUpdate.objects.exists()
 
 
 @pytest.mark.django_db
@@ -89,21 +118,81 @@ def test_it_takes_only_posts() -> None:
 
 
 @pytest.mark.django_db
-def test_it_stores_a_pushed_message_once_waiting_for_a_worker() -> None:
+def test_it_keeps_a_push_once_and_asks_for_one_drain_however_many_come(workers) -> None:  # type: ignore[no-untyped-def]
     task = running_webhook_task()
     client = Client(enforce_csrf_checks=True)  # Telegram has no CSRF token
 
     first = push(client, task.bot_id, private_update(7, "Hello there"))
     again = push(client, task.bot_id, private_update(7, "Hello there"))  # Telegram retried it
+    other = push(client, task.bot_id, private_update(8, "And more"))
 
-    assert (first.status_code, again.status_code) == (200, 200)
-    stored = Message.objects.get(bot_id=task.bot_id)
-    assert (stored.update_id, stored.text) == (7, "Hello there")
-    assert stored.reply_state == Message.ReplyState.PENDING
-    assert stored.claimed_by == ""  # a worker claims it, never the web process
+    assert [first.status_code, again.status_code, other.status_code] == [200, 200, 200]
+    assert sorted(PushedUpdate.objects.values_list("update_id", flat=True)) == [7, 8]
+    assert not Message.objects.exists()  # the workers store them, not the web process
+    assert workers.drains_asked == [task.bot_id]  # one drain due at a time per bot
+
+
+@pytest.mark.django_db
+def test_a_drain_stores_pushes_in_update_order_once_and_hands_them_on(workers) -> None:  # type: ignore[no-untyped-def]
+    task = running_webhook_task()
+    client = Client()
+    for update_id in (12, 10, 11, 10):  # concurrent pushes land in any order; 10 came twice
+        push(client, task.bot_id, private_update(update_id, f"message {update_id}", user_id=500 + update_id))
+
+    assert pushes.drain(task.bot_id) == 3
+
+    stored = list(Message.objects.filter(bot_id=task.bot_id).order_by("pk"))
+    assert [m.update_id for m in stored] == [10, 11, 12]
+    assert {(m.reply_state, m.claimed_by) for m in stored} == {(Message.ReplyState.PENDING, "")}
+    assert workers.handed_over == [[m.pk for m in stored]]
+    assert not PushedUpdate.objects.exists()
     task.refresh_from_db()
-    assert task.messages_processed == 1
+    assert task.messages_processed == 3
     assert task.last_run_at is not None
+    # Telegram sends one again after it was drained: stored once all the same.
+    push_and_drain(task.bot_id, private_update(11, "message 11", user_id=511))
+    assert Message.objects.filter(bot_id=task.bot_id).count() == 3
+
+
+@pytest.mark.django_db
+def test_a_drain_leaves_the_bot_to_the_drain_holding_it(workers) -> None:  # type: ignore[no-untyped-def]
+    task = running_webhook_task()
+    push(Client(), task.bot_id, private_update(1, "hi"))
+    holder = pushes._lock_take(task.bot_id)
+    assert holder is not None
+
+    assert pushes.drain(task.bot_id) == 0  # another worker drains this bot right now
+    assert not Message.objects.exists()
+    pushes._lock_release(task.bot_id, holder)
+    assert pushes.drain(task.bot_id) == 1
+
+
+@pytest.mark.django_db
+def test_a_push_the_broker_never_took_is_drained_by_the_supervisor(monkeypatch, workers) -> None:  # type: ignore[no-untyped-def]
+    task = running_webhook_task()
+
+    def broker_down(bot_id: int) -> None:
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(pushes, "_drain_publish", broker_down)
+    assert push(Client(), task.bot_id, private_update(3, "still there?")).status_code == 200
+    kept = PushedUpdate.objects.get()
+    monkeypatch.setattr(pushes, "_drain_publish", workers.drains_asked.append)
+
+    assert pushes.sweep(now=kept.received_at + timedelta(seconds=5)) == []  # not late yet
+    assert pushes.sweep(now=kept.received_at + pushes.SWEEP_AFTER + timedelta(seconds=1)) == [task.bot_id]
+    assert workers.drains_asked == [task.bot_id]
+
+
+@pytest.mark.django_db
+def test_a_push_is_logged_when_the_bot_stopped_before_the_drain(workers) -> None:  # type: ignore[no-untyped-def]
+    task = running_webhook_task()
+    push(Client(), task.bot_id, private_update(4, "just in time"))
+    BotTask.objects.filter(pk=task.pk).update(status=BotTask.Status.STOPPED)
+
+    pushes.drain(task.bot_id)
+
+    assert Message.objects.get().text == "just in time"  # Telegram delivered it: never lost
 
 
 @pytest.mark.django_db
@@ -117,10 +206,10 @@ def test_it_stores_a_pushed_message_once_waiting_for_a_worker() -> None:
         (json.dumps({"update_id": 9, "message": {"chat": "nonsense"}}).encode(), "update 9"),
     ],
 )
-def test_it_answers_200_to_a_body_that_is_not_an_update_and_records_why(raw: bytes, reason: str) -> None:
+def test_it_answers_200_to_a_body_that_is_not_an_update_and_records_why(raw: bytes, reason: str, workers) -> None:  # type: ignore[no-untyped-def]
     task = running_webhook_task()
 
-    response = push(Client(), task.bot_id, None, raw=raw)
+    response = push_and_drain(task.bot_id, None, raw=raw)  # the last is read by the drain
 
     assert response.status_code == 200  # anything else and Telegram sends it forever
     assert not Message.objects.exists()
@@ -143,15 +232,16 @@ def test_it_passes_over_a_body_beyond_the_size_cap(settings) -> None:  # type: i
 
 
 @pytest.mark.django_db
-def test_it_stores_a_group_message_that_wants_no_answer_as_log_only() -> None:
+def test_it_stores_a_group_message_that_wants_no_answer_as_log_only(workers) -> None:  # type: ignore[no-untyped-def]
     task = running_webhook_task()
     update = private_update(11, "people talking among themselves")
     update["message"]["chat"] = {"id": -100200, "type": "group", "title": "Team"}
 
-    assert push(Client(), task.bot_id, update).status_code == 200
+    assert push_and_drain(task.bot_id, update).status_code == 200
 
     stored = Message.objects.get(bot_id=task.bot_id)
     assert stored.reply_state == Message.ReplyState.NONE
+    assert workers.handed_over == []
 
 
 # --- the admin ------------------------------------------------------------------------------
@@ -308,26 +398,6 @@ def test_it_notices_a_webhook_changed_behind_its_back(telegram_api, webhook_bot)
 
     task.refresh_from_db()
     assert "webhook for this bot was removed by another program" in task.last_error
-
-
-# --- nothing lost when the hand-off to the workers fails -----------------------------------
-
-
-@pytest.mark.django_db
-def test_it_answers_a_push_whose_hand_off_was_lost_through_the_reaper(monkeypatch, settings) -> None:  # type: ignore[no-untyped-def]
-    from conversations import reaper, tasks
-
-    def broker_down(*args: Any, **kwargs: Any) -> None:
-        raise ConnectionError("Redis is down")
-
-    monkeypatch.setattr(tasks.pushed_answer, "delay", broker_down)
-    task = running_webhook_task()
-
-    assert push(Client(), task.bot_id, private_update(3, "still there?")).status_code == 200
-    waiting = Message.objects.get(bot_id=task.bot_id)
-    reaped = reaper.claims_reap(now=waiting.updated_at + timedelta(seconds=settings.CLAIM_SECONDS + 1))
-
-    assert [message_id for message_id, _ in reaped.answers] == [waiting.pk]
 
 
 # --- end to end: the emulator pushes, a real worker answers ---------------------------------
