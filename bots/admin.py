@@ -122,7 +122,7 @@ class BotTaskAdmin(admin.ModelAdmin):
     # One-word headers for the counters (as on the dashboard): room for names and the
     # last error at 1366 px beside the admin's two sidebars.
     list_display = (
-        "task_name", "bot_name", "state", "messages", "replies", "errors", "last_run_at",
+        "task_name", "bot_name", "state", "messages", "replies", "errors", "heartbeat_at",
         "short_error",
     )
     list_filter = ("status", "use_ai")
@@ -130,7 +130,7 @@ class BotTaskAdmin(admin.ModelAdmin):
     search_fields = ("name", "bot__name", "bot__username", "last_error")
     readonly_fields = (
         "status", "messages_processed", "replies_sent", "error_count", "last_error",
-        "last_error_at", "last_run_at", "started_at", "stopped_at", "webhook_pending_updates",
+        "last_error_at", "heartbeat_at", "started_at", "stopped_at", "webhook_pending_updates",
         "webhook_last_error", "webhook_last_error_at", "webhook_checked_at", "created_at",
         "updated_at",
     )

@@ -190,8 +190,11 @@ class BotTask(models.Model):
     error_count = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
-    last_run_at = models.DateTimeField(
-        "last heartbeat", null=True, blank=True, help_text="When a poll cycle last finished."
+    # Shown only (dashboard, admin, bot_status): revival reads `lease_expires_at`.
+    heartbeat_at = models.DateTimeField(
+        "last heartbeat", null=True, blank=True,
+        help_text="When the task last showed it is alive: a poller's, when its lease was "
+        "taken or last renewed; a webhook task's, when pushed messages were last stored.",
     )
     started_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)

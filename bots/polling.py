@@ -32,8 +32,8 @@ from django.utils import timezone
 from bots import telegram, updates
 from bots.models import Bot, BotTask
 from bots.services import cycle_enqueue, lease_expiry, task_error_record, task_fail
-from config import aio, dbwork
-from config.workers import chore_start, chores_stop, worker_id
+from core import aio, dbwork
+from core.workers import chore_start, chores_stop, worker_id
 from credentials.encryption import DecryptionError
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def poller_launch(*, task_id: int, token: str) -> bool:
     now = timezone.now()
     taken = BotTask.objects.filter(
         pk=task_id, status=BotTask.Status.RUNNING, poll_token=token, poll_owner=""
-    ).update(poll_owner=worker_id(), poll_claimed_at=now, last_run_at=now, lease_expires_at=lease_expiry())
+    ).update(poll_owner=worker_id(), poll_claimed_at=now, heartbeat_at=now, lease_expires_at=lease_expiry())
     if not taken:
         return False
     bot = Bot.objects.get(tasks__pk=task_id)
@@ -250,7 +250,7 @@ def _leases_renew(held: dict[int, str]) -> list[int]:
         )
     if len(owned) > len(orphans):
         BotTask.objects.filter(poll_owner=owner, status=BotTask.Status.RUNNING).update(
-            lease_expires_at=lease_expiry(), last_run_at=now
+            lease_expires_at=lease_expiry(), heartbeat_at=now
         )
     return lost
 

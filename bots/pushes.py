@@ -32,8 +32,8 @@ from django.utils import timezone
 
 from bots import telegram, updates
 from bots.models import BotTask, PushedUpdate
-from config import dbwork
-from config.redis import redis_client
+from core import dbwork
+from core.redis import redis_client
 
 log = logging.getLogger(__name__)
 

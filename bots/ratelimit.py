@@ -1,8 +1,8 @@
 """Telegram's send limits: about 1 message/s per chat, 20/min per group, 30/s per
 bot, and a 429's retry_after that applies to that bot only. Shared by every worker
-(see config.ratelimit)."""
+(see core.ratelimit)."""
 
-from config.ratelimit import SlotUnavailable, Window, block_for, slot_acquire
+from core.ratelimit import SlotUnavailable, Window, block_for, slot_acquire
 
 __all__ = ["SlotUnavailable", "bot_flood_block", "draft_slot_try", "send_slot_acquire"]
 

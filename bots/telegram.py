@@ -1,7 +1,7 @@
 """The one door to the Telegram Bot API.
 
 Everything goes through python-telegram-bot's `Bot`, one per bot and process, living
-on the process's I/O loop (`config.aio`). PTB's exceptions are translated here into the
+on the process's I/O loop (`core.aio`). PTB's exceptions are translated here into the
 few outcomes the runtime acts on; their messages are our words plus Telegram's
 description, redacted, so no token can leak through an error shown to a user.
 """
@@ -21,8 +21,8 @@ import telegram
 from telegram import error as tg_error
 from telegram.request import HTTPXRequest
 
-from config import aio
-from credentials.redaction import redact
+from core import aio
+from core.redaction import redact
 
 if TYPE_CHECKING:
     from bots.models import Bot as BotRow

@@ -81,7 +81,7 @@ def batch_store(*, task: BotTask, polled: telegram.Polled, claim: bool) -> Store
         BotTask.objects.filter(pk=task.pk).update(
             messages_processed=F("messages_processed") + batch.new_messages,
             # A webhook task's heartbeat is its last drained push; a poller's, its lease renewal.
-            **({} if claim else {"last_run_at": timezone.now()}),
+            **({} if claim else {"heartbeat_at": timezone.now()}),
         )
     if batch.skipped:
         passed_over = ", ".join(batch.skipped)

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from bots import telegram
 from bots.models import Bot, BotTask
-from config import aio
+from core import aio
 from credentials.encryption import DecryptionError
 from credentials.fields import Secret
 

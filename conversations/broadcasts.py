@@ -34,7 +34,6 @@ from django.utils import timezone
 
 from bots import telegram
 from bots.formatting import FormattedText, reply_parts
-from config import aio, dbwork
 from conversations import outbox, scheduling
 from conversations.models import (
     SCHEDULED_TEXT_MAX_LENGTH,
@@ -44,8 +43,9 @@ from conversations.models import (
     ScheduledMessage,
     ScheduledRun,
 )
+from core import aio, dbwork
 from credentials.encryption import DecryptionError
-from credentials.generation import reply_generate
+from credentials.generation import text_generate
 from credentials.providers import ChatTurn, GenerationRequest, ProviderError
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ def message_compose(*, scheduled: ScheduledMessage, fallback: bool = True) -> tu
         max_output_tokens=persona.max_output_tokens,
     )
     try:
-        result = reply_generate(credential=bot.credential, request=request)
+        result = text_generate(credential=bot.credential, request=request)
     except ProviderError as failure:
         if not fallback or failure.kind in ProviderError.UNUSABLE:
             raise

@@ -1,7 +1,7 @@
 """Claims on message rows: which worker process answers an incoming message or sends an
 outgoing part, and until when.
 
-A claim is `claimed_by` (config.workers.worker_id) and `claim_expires_at` on the row.
+A claim is `claimed_by` (core.workers.worker_id) and `claim_expires_at` on the row.
 While a process works on rows it renews their claims every CLAIM_RENEW_INTERVAL
 seconds (one UPDATE for all of them). A process that dies stops renewing; after
 CLAIM_SECONDS its claims expire and the reaper (conversations.reaper) takes the rows
@@ -20,9 +20,9 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from config import dbwork
-from config.workers import chore_start, worker_id
 from conversations.models import Message
+from core import dbwork
+from core.workers import chore_start, worker_id
 
 RENEW_CHUNK = 500  # ids per UPDATE (SQLite's and PostgreSQL's parameter limits are far)
 

@@ -25,9 +25,9 @@ from django.db import IntegrityError, transaction
 from bots import telegram as bots_telegram
 from bots.models import Bot, BotTask
 from bots.updates import StoredBatch
-from config import dbwork
 from conversations import chats, claims, decisions, media, replies, wording
 from conversations.models import Message, SkippedUpdate
+from core import dbwork
 
 log = logging.getLogger(__name__)
 

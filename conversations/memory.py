@@ -31,10 +31,10 @@ from django.utils import timezone
 
 from bots.models import Bot
 from bots.telegram import cleaned
-from config.redis import async_redis_client
 from conversations import context, wording
 from conversations.models import Chat, ChatSummary, Message, Persona, TelegramUser, UserFact
-from credentials.generation import reply_generate
+from core.redis import async_redis_client
+from credentials.generation import text_generate
 from credentials.providers import ChatTurn, GenerationRequest, ProviderError
 from policy.models import UsageDay
 
@@ -98,7 +98,7 @@ def summary_refresh(*, chat_id: int, topic: int) -> ChatSummary | None:
         return None
     previous = summary.text if covered and summary else ""
     try:
-        result = reply_generate(credential=newest.bot.credential, request=_summary_request(persona, previous, older))
+        result = text_generate(credential=newest.bot.credential, request=_summary_request(persona, previous, older))
     except ProviderError as failure:
         log.warning("chat %s: could not write its summary: %s", chat_id, failure)
         return None
@@ -167,7 +167,7 @@ def notes_refresh(*, bot_id: int, user_id: int) -> list[str]:
         max_output_tokens=512,
     )
     try:
-        result = reply_generate(credential=bot.credential, request=request)
+        result = text_generate(credential=bot.credential, request=request)
     except ProviderError as failure:
         log.warning("bot %s: could not write notes about user %s: %s", bot_id, user_id, failure)
         return known

@@ -9,7 +9,7 @@ bot's operators run them, only in a private chat with it):
     /broadcast <text>           asks first; /confirm sends it to every active private chat,
                                 as a scheduled message sent now (the scheduled-send path)
 
-Each returns the text to answer with. Database work goes through config.dbwork (the
+Each returns the text to answer with. Database work goes through core.dbwork (the
 process's reader threads and its writer); the I/O loop never touches the ORM.
 """
 
@@ -20,10 +20,10 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from bots.models import Bot, BotTask
-from config import dbwork
-from config.redis import async_redis_client
 from conversations import broadcasts, gate
 from conversations.models import Chat, Message, ScheduledMessage
+from core import dbwork
+from core.redis import async_redis_client
 from credentials.generation import circuit_for
 from policy.models import AccessRule, QuotaOverride, UsageDay
 from policy.subjects import subject_normalize

@@ -42,9 +42,9 @@ from django.utils import timezone
 from bots import ratelimit, telegram
 from bots.formatting import FormattedText
 from bots.models import Bot, BotTask
-from config import aio, dbwork
 from conversations import chats, claims
 from conversations.models import Chat, Delivery, Message, ScheduledRun
+from core import aio, dbwork
 from credentials.encryption import DecryptionError
 
 log = logging.getLogger(__name__)

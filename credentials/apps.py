@@ -7,6 +7,6 @@ class CredentialsConfig(AppConfig):
 
     def ready(self) -> None:
         # Secrets must never reach a log line, whoever logs it (httpx, PTB, Celery).
-        from credentials.redaction import install_log_redaction
+        from core.redaction import install_log_redaction
 
         install_log_redaction()

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from config import aio
+from core import aio
 from credentials.models import AICredential
 from credentials.providers import ProviderError, provider_call, provider_for
 from credentials.providers.base import check_request

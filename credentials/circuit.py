@@ -11,12 +11,12 @@ latency, about 1 reply/s instead of ~100. Here Redis holds the state and no lock
 held across the network call.
 
 The methods are coroutines: the caller (credentials.generation) runs on the process's
-I/O loop (config.aio), where a blocking Redis call would stall every other AI call.
+I/O loop (core.aio), where a blocking Redis call would stall every other AI call.
 """
 
 from dataclasses import dataclass
 
-from config.redis import async_redis_client
+from core.redis import async_redis_client
 
 FAILURES_TTL_S = 24 * 3600  # consecutive failures older than a day are forgotten
 

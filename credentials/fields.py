@@ -12,7 +12,8 @@ from django import forms
 from django.db import models
 from django.db.models.query_utils import DeferredAttribute
 
-from credentials import encryption, redaction
+from core import redaction
+from credentials import encryption
 
 MASK = "••••"
 

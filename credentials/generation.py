@@ -1,4 +1,5 @@
-"""One AI reply, made resilient, the same way for every provider:
+"""One AI text (a reply, a broadcast, a summary, notes about a person), made resilient,
+the same way for every provider:
 
 - a per-credential requests-per-minute limit shared by all workers (Redis window);
 - a circuit breaker per credential shared by all workers (credentials/circuit.py):
@@ -8,13 +9,15 @@
   Retry-After, within a time budget; never on 400/403/404 or a blocked prompt;
 - usage and the last error recorded on the credential.
 
-It runs on the process's I/O loop (config.aio), so that the AI calls of many replies
-wait side by side instead of holding a worker thread each: `reply_generate_async` for
-code on the loop, `reply_generate` for sync callers (Celery tasks, commands).
+It runs on the process's I/O loop (core.aio), so that the AI calls of many replies
+wait side by side instead of holding a worker thread each: `text_generate_async` for
+code on the loop (replies), `text_generate` for sync callers (Celery tasks, commands:
+broadcasts, summaries, notes).
 
 Every failure is a ProviderError (a key that is missing or unreadable, a failure no
 provider mapping foresaw: credentials.providers.base.provider_call), recorded on the
-credential; the caller sends the persona's fallback reply.
+credential; the caller decides what then (a reply or a broadcast sends the persona's
+fallback line; a summary or notes wait for the next time).
 """
 
 
@@ -33,8 +36,8 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from config import aio, dbwork
-from config.ratelimit import SlotUnavailable, Window, slot_acquire
+from core import aio, dbwork
+from core.ratelimit import SlotUnavailable, Window, slot_acquire
 from credentials.circuit import Circuit, CircuitOpen
 from credentials.models import AICredential
 from credentials.providers import (
@@ -55,13 +58,13 @@ _backoff = wait_exponential_jitter(initial=0.5, max=8, jitter=0.5)
 RATE_WINDOW_MS = 61_000
 
 
-def reply_generate(*, credential: AICredential | None, request: GenerationRequest) -> GenerationResult:
-    """For sync callers: runs `reply_generate_async` on the I/O loop and waits. Never from
-    the loop's own thread (aio.run refuses): await `reply_generate_async` there."""
-    return aio.run(reply_generate_async(credential=credential, request=request))
+def text_generate(*, credential: AICredential | None, request: GenerationRequest) -> GenerationResult:
+    """For sync callers: runs `text_generate_async` on the I/O loop and waits. Never from
+    the loop's own thread (aio.run refuses): await `text_generate_async` there."""
+    return aio.run(text_generate_async(credential=credential, request=request))
 
 
-async def reply_generate_async(
+async def text_generate_async(
     *, credential: AICredential | None, request: GenerationRequest, on_text: TextSink | None = None,
 ) -> GenerationResult:
     """The answer, with retries on the transient failures. `on_text`: stream the first
@@ -163,7 +166,7 @@ def circuit_for(credential: AICredential) -> Circuit:
 
 async def _usage_record_off_loop(*, credential: AICredential, error: str = "") -> None:
     """The ORM is blocking: on the loop's thread it would stall every other call. The
-    process's writer (config.dbwork) records the calls made meanwhile together: one
+    process's writer (core.dbwork) records the calls made meanwhile together: one
     UPDATE per credential, not one per AI call."""
     await dbwork.write_many("credentials.usage", usages_record, (credential.pk, error))
 

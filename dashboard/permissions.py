@@ -9,7 +9,7 @@ the dashboard exactly what the admin would show them.
 - `bots.change_bottask`: Start, Stop and Restart.
 """
 
-from config.permissions import User, staff_may_change, staff_may_view
+from core.permissions import User, staff_may_change, staff_may_view
 
 
 def can_view_tasks(user: User) -> bool:

@@ -126,7 +126,7 @@ def _duration(ms: int) -> tuple[str, str]:
 
 
 def task_row(task: BotTask, *, now: datetime, can_act: bool) -> dict[str, Any]:
-    age = int((now - task.last_run_at).total_seconds()) if task.last_run_at else None
+    age = int((now - task.heartbeat_at).total_seconds()) if task.heartbeat_at else None
     return {
         "id": task.pk,
         "name": task.name,

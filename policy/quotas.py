@@ -7,14 +7,14 @@ days. The database keeps the same figures per day (policy.usage, written with ea
 reply) for the admin and /stats; if Redis lost a key (a restart), the script says so
 and the count is seeded from the database before trying again.
 
-Coroutines for the process's I/O loop (config.aio), where the reply pipeline runs.
+Coroutines for the process's I/O loop (core.aio), where the reply pipeline runs.
 """
 
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from config import dbwork
-from config.redis import async_redis_client
+from core import dbwork
+from core.redis import async_redis_client
 from policy.access import BotPolicy
 from policy.models import UsageDay
 from policy.subjects import Who

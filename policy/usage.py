@@ -1,7 +1,7 @@
 """The daily usage figures in the database: what the admin shows (30 days, per person,
 per group, per bot), what /stats reads, and what the Redis counts are seeded from.
 
-Written inside the reply pipeline's writes (config.dbwork), a batch's increments folded
+Written inside the reply pipeline's writes (core.dbwork), a batch's increments folded
 per row first: a burst of fifty replies of one bot is a few UPDATEs, not 150.
 """
 

@@ -20,7 +20,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from bots.models import Bot, BotTask
-from config.permissions import staff_may_view
+from core.permissions import staff_may_view
 from emulators.telegram import EmulatorClient
 from sandbox import conversation
 from sandbox.emulator import (

@@ -10,7 +10,7 @@ from django.conf import settings
 
 from bots import polling
 from bots.models import Bot, BotTask
-from config import workers
+from core import workers
 from credentials.models import AICredential
 from emulators.gemini import GeminiEmulator
 from emulators.telegram import TelegramEmulator

@@ -14,7 +14,7 @@ from bots.services import task_start
 from conversations import replies
 from conversations.ingest import updates_store
 from conversations.models import Message
-from credentials.generation import reply_generate
+from credentials.generation import text_generate
 from credentials.models import AICredential
 from credentials.providers import ChatTurn, GenerationRequest, ProviderError
 from tests.conftest import GEMINI_TEST_KEY
@@ -199,7 +199,7 @@ def test_the_rate_limit_holds_across_two_worker_threads(gemini_credential, gemin
     def worker_thread() -> None:
         for _ in range(5):
             try:
-                reply_generate(credential=credential, request=request)
+                text_generate(credential=credential, request=request)
                 outcomes.append("ok")
             except ProviderError as failure:
                 outcomes.append(failure.kind)
@@ -289,7 +289,7 @@ def test_ai_calls_of_one_credential_run_side_by_side(gemini_credential, gemini_a
     gemini_api.set_latency(1.0)
     credential = AICredential.objects.get(pk=gemini_credential.pk)
     request = GenerationRequest(instructions="x", message=ChatTurn(role="user", text="hi"))
-    threads = [threading.Thread(target=reply_generate, kwargs={"credential": credential, "request": request})
+    threads = [threading.Thread(target=text_generate, kwargs={"credential": credential, "request": request})
                for _ in range(4)]
 
     started = time.monotonic()

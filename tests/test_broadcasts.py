@@ -12,11 +12,11 @@ from django.utils import timezone
 from django_celery_beat.schedulers import DatabaseScheduler
 
 from bots import ratelimit
-from config import aio
 from config.celery import app as celery_app
 from conversations import broadcasts, outbox, reaper
 from conversations.models import Chat, Delivery, Message, ScheduledRun
 from conversations.tasks import claims_reap, scheduled_run_send
+from core import aio
 from credentials.models import AICredential
 from tests.support.scheduling import (
     chats_make,

@@ -17,11 +17,11 @@ from django.conf import settings as django_settings
 from django.urls import reverse
 
 from bots.services import task_start
-from config import aio
 from conversations import replies
 from conversations.ingest import updates_store
 from conversations.models import Message, ScheduledRun
-from credentials.generation import reply_generate_async
+from core import aio
+from credentials.generation import text_generate_async
 from credentials.models import AICredential
 from credentials.providers import ChatTurn, GenerationRequest, GenerationResult, ProviderError
 from credentials.providers.base import MESSAGE_MAX_LENGTH
@@ -65,7 +65,7 @@ def emulated(request: pytest.FixtureRequest) -> tuple[GeminiEmulator | OpenAICom
 
 
 def generate(credential: AICredential) -> GenerationResult:
-    return aio.run(reply_generate_async(credential=credential, request=REQUEST), timeout=60)
+    return aio.run(text_generate_async(credential=credential, request=REQUEST), timeout=60)
 
 
 def failure_of(credential: AICredential) -> ProviderError:

@@ -38,7 +38,7 @@ def _no_live_workers() -> Iterator[None]:
 def running(task: BotTask) -> BotTask:
     """Marked running in the database only: these tests need no poller."""
     BotTask.objects.filter(pk=task.pk).update(
-        status=BotTask.Status.RUNNING, last_run_at=timezone.now() - timedelta(seconds=12),
+        status=BotTask.Status.RUNNING, heartbeat_at=timezone.now() - timedelta(seconds=12),
         lease_expires_at=timezone.now() + timedelta(seconds=30),
     )
     task.refresh_from_db()

@@ -1,4 +1,4 @@
-"""config.dbwork's writer: a deadlock (PostgreSQL picks one of two writers to fail) runs
+"""core.dbwork's writer: a deadlock (PostgreSQL picks one of two writers to fail) runs
 the transaction again instead of failing the writes in it."""
 
 from collections.abc import Callable
@@ -7,7 +7,7 @@ import pytest
 from django.db import OperationalError
 
 from bots.models import PushedUpdate
-from config import dbwork
+from core import dbwork
 from tests.factories import make_bot
 
 

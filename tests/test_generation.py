@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from config import aio
-from credentials.generation import reply_generate, reply_generate_async
+from core import aio
+from credentials.generation import text_generate, text_generate_async
 from credentials.models import AICredential
 from credentials.providers import ChatTurn, GenerationRequest, GenerationResult, ProviderError
 from emulators.gemini import GeminiEmulator
@@ -38,7 +38,7 @@ class AI:
     key: str
 
     def generate(self) -> GenerationResult:
-        return aio.run(reply_generate_async(credential=self.credential, request=REQUEST), timeout=60)
+        return aio.run(text_generate_async(credential=self.credential, request=REQUEST), timeout=60)
 
     def failure(self) -> ProviderError:
         with pytest.raises(ProviderError) as caught:
@@ -86,7 +86,7 @@ def test_it_returns_the_reply_and_counts_the_request(ai: AI) -> None:
 def test_the_sync_wrapper_returns_the_same_reply(gemini_api: GeminiEmulator, gemini_credential: AICredential) -> None:
     gemini_api.script_replies(["From a sync caller."])
 
-    result = reply_generate(credential=gemini_credential, request=REQUEST)
+    result = text_generate(credential=gemini_credential, request=REQUEST)
 
     assert result.text == "From a sync caller."
 
@@ -162,7 +162,7 @@ def test_a_gemini_answer_that_is_not_a_response_is_a_server_error(
     gemini_api.add_fault(fault, times=None)
 
     with pytest.raises(ProviderError) as caught:
-        aio.run(reply_generate_async(credential=gemini_credential, request=REQUEST))
+        aio.run(text_generate_async(credential=gemini_credential, request=REQUEST))
 
     assert caught.value.kind == ProviderError.SERVER
     assert str(caught.value) == "Gemini sent an answer that could not be read (JSONDecodeError)."
@@ -215,7 +215,7 @@ def test_an_openai_answer_that_is_not_a_completion_is_a_server_error(
             api_key=OPENAI_TEST_KEY, base_url=base_url, model="llama3",
         )
         with pytest.raises(ProviderError) as caught:
-            aio.run(reply_generate_async(credential=credential, request=REQUEST))
+            aio.run(text_generate_async(credential=credential, request=REQUEST))
 
     assert caught.value.kind == ProviderError.SERVER
     assert str(caught.value) == message
@@ -234,7 +234,7 @@ def test_a_refused_connection_is_unreachable_at_once(gemini_credential: AICreden
 
     with pytest.raises(ProviderError) as caught:
         # Within 1 s: the SDK's own hidden retry of a refused connection sleeps 1-10 s first.
-        aio.run(reply_generate_async(credential=gemini_credential, request=REQUEST), timeout=1)
+        aio.run(text_generate_async(credential=gemini_credential, request=REQUEST), timeout=1)
 
     assert caught.value.kind == ProviderError.UNREACHABLE
     assert str(caught.value).startswith("Could not reach Gemini (ClientConnectorError): ")
@@ -248,7 +248,7 @@ def test_a_gemini_time_out_is_unreachable(
     gemini_api.add_fault("slow", delay=3)
 
     with pytest.raises(ProviderError) as caught:
-        aio.run(reply_generate_async(credential=gemini_credential, request=REQUEST))
+        aio.run(text_generate_async(credential=gemini_credential, request=REQUEST))
 
     assert caught.value.kind == ProviderError.UNREACHABLE
     assert str(caught.value) == "Could not reach Gemini (TimeoutError): no answer within 0.5 s"
@@ -260,7 +260,7 @@ def test_twenty_calls_on_the_io_loop_are_in_flight_together(
     gemini_api.set_latency(1.0)
 
     async def twenty() -> list[GenerationResult]:
-        calls = [reply_generate_async(credential=gemini_credential, request=REQUEST) for _ in range(20)]
+        calls = [text_generate_async(credential=gemini_credential, request=REQUEST) for _ in range(20)]
         return await asyncio.gather(*calls)
 
     try:
@@ -278,7 +278,7 @@ def test_twenty_calls_on_the_io_loop_are_in_flight_together(
 
 def test_aio_run_refuses_to_wait_on_the_loops_own_thread(gemini_credential: AICredential) -> None:
     async def nested() -> GenerationResult:
-        return reply_generate(credential=gemini_credential, request=REQUEST)  # a deadlock if allowed
+        return text_generate(credential=gemini_credential, request=REQUEST)  # a deadlock if allowed
 
     with pytest.raises(RuntimeError, match="own thread"):
         aio.run(nested(), timeout=5)

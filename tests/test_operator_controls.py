@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from bots.models import Bot, BotTask
 from bots.services import task_start
-from config import aio
 from conversations.models import Message, ScheduledMessage
+from core import aio
 from policy import quotas
 from policy.access import BotPolicy
 from policy.models import AccessRule, QuotaOverride, UsageDay

@@ -12,10 +12,10 @@ from django.utils import timezone
 from bots.formatting import FormattedText
 from bots.models import BotTask
 from bots.services import task_start
-from config import aio
 from conversations import broadcasts, outbox, reaper
 from conversations.ingest import updates_store
 from conversations.models import Delivery, Message, ScheduledRun
+from core import aio
 from tests.support.scheduling import chats_make, run_drive, scheduled_make
 
 pytestmark = pytest.mark.django_db(transaction=True)

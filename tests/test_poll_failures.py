@@ -32,7 +32,7 @@ def test_it_backs_off_when_another_program_polls_the_token(telegram_api, emulate
 def test_it_keeps_polling_through_network_errors(telegram_api, emulated_bot, bot_task) -> None:  # type: ignore[no-untyped-def]
     _, info = emulated_bot
     task_start(task=bot_task)
-    telegram_api.add_fault(info["token"], "drop", method="getUpdates")
+    telegram_api.add_fault(info["token"], "drop_connection", method="getUpdates")
 
     launched(bot_task)
     telegram_api.wait_for_calls(info["token"], "getUpdates", 3, timeout=10)

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from bots import polling
 from bots.models import BotTask
-from config.workers import worker_id
+from core.workers import worker_id
 from tests.factories import make_task
 
 pytestmark = pytest.mark.django_db

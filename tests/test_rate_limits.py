@@ -6,7 +6,7 @@ import time
 import pytest
 
 from bots import ratelimit
-from config import aio
+from core import aio
 
 
 def acquire(**where: object) -> None:

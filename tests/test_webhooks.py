@@ -148,7 +148,7 @@ def test_a_drain_stores_pushes_in_update_order_once_and_hands_them_on(workers) -
     assert not PushedUpdate.objects.exists()
     task.refresh_from_db()
     assert task.messages_processed == 3
-    assert task.last_run_at is not None
+    assert task.heartbeat_at is not None
     # Telegram sends one again after it was drained: stored once all the same.
     push_and_drain(task.bot_id, private_update(11, "message 11", user_id=511))
     assert Message.objects.filter(bot_id=task.bot_id).count() == 3

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from credentials.redaction import redact
+from core.redaction import redact
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from django.conf import settings
 from google import genai
 from google.genai import errors, types
 
-from config.aio import PerLoop
+from core.aio import PerLoop
 from credentials.models import AICredential
 from credentials.providers.base import (
     GenerationRequest,

@@ -21,7 +21,7 @@ from openai.types.chat import (
     ChatCompletionMessageParam,
 )
 
-from config.aio import PerLoop
+from core.aio import PerLoop
 from credentials.models import AICredential
 from credentials.providers.base import (
     GenerationRequest,

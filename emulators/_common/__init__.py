@@ -1,12 +1,14 @@
-"""Plumbing shared by the Gemini and OpenAI-compatible emulators.
+"""Plumbing shared by the emulators.
 
-Both emulators record requests, queue faults, add latency, check keys and
-models, script replies, expose the same ``/_emulator/...`` control API, run on
-a daemon-thread event loop in-process and as ``python -m ...`` standalone.
-That machinery lives here once; each emulator package keeps only its wire
-protocol (request parsing, response and error bodies, fault kinds, routes,
-recorded fields) and subclasses or parametrises what is here.
+All of them run on a daemon-thread event loop in-process and as ``python -m ...``
+standalone (``runner``, ``emulator``), queue faults of one shape (``faults``) and are
+driven by a control API with a sync client (``control``/``client``, or ``ops``).
 
-Not a public API: import from ``emulators.gemini`` / ``emulators.openai_compat``.
-Importing this package only defines classes and functions.
+The Gemini and OpenAI-compatible emulators also share recording requests, latency,
+keys and models, scripted replies, streaming and the same ``/_emulator/...`` routes
+(``state``, ``server``, ``control``, ``cli``); each keeps only its wire protocol. The
+Telegram emulator's control operations are its state's methods (``ops``).
+
+Not a public API: import from ``emulators.gemini``, ``emulators.openai_compat`` or
+``emulators.telegram``. Importing this package only defines classes and functions.
 """

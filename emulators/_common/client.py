@@ -1,19 +1,24 @@
-"""Sync control client for a standalone emulator (``python -m emulators.<name>``).
+"""Sync control clients for a standalone emulator (``python -m emulators.<name>``).
 
-Method names and signatures mirror the in-process emulator so a test helper can
-drive either one; ``set_reply`` is the exception (a Python callable cannot
-cross HTTP; use ``script_replies``). The routes are ``emulators._common.control``.
+``EmulatorControlClient`` (Gemini, OpenAI-compatible): method names and signatures
+mirror the in-process emulator so a test helper can drive either one; ``set_reply`` is
+the exception (a Python callable cannot cross HTTP; use ``script_replies``). The routes
+are ``emulators._common.control``.
+
+``OpsClient`` (Telegram): the state's named operations (``emulators._common.ops``).
 """
 
 from __future__ import annotations
 
 import enum
+import time
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Generic, Self
 
 import httpx
 
+from . import ops
 from .state import DEFAULT_CHUNK_DELAY, DEFAULT_FIRST_CHUNK_DELAY, FaultT, RecT
 
 
@@ -141,3 +146,52 @@ class EmulatorControlClient(Generic[RecT, FaultT]):
 
     def requests_per_minute(self) -> dict[str, int]:
         return dict(self._call("GET", "/requests_per_minute")["counts"])
+
+
+class OpsClient(ops.OpsCaller):
+    """The state's operations over HTTP (thread-safe, keep-alive); a subclass sets
+    ``_op_signatures``."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def _invoke(self, op: str, kwargs: dict[str, Any], *, timeout: float | None = None) -> Any:
+        wait = httpx.Timeout(timeout) if timeout else httpx.USE_CLIENT_DEFAULT
+        response = self._http.post(f"{ops.PREFIX}/{op}", json=kwargs, timeout=wait)
+        try:
+            payload = response.json()
+        except ValueError:
+            raise EmulatorControlError(
+                f"{op}: HTTP {response.status_code}: {response.text[:200]}"
+            ) from None
+        if payload.get("ok"):
+            return payload.get("result")
+        error, _status = ops.ERRORS.get(payload.get("type", ""), (EmulatorControlError, 0))
+        raise error(f"{op}: {payload.get('error')}")
+
+    def wait_until_up(self, timeout: float = 10.0) -> None:
+        """Return once the emulator answers (right after spawning it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._http.get(ops.PREFIX).raise_for_status()
+                return
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no emulator at {self.url} after {timeout}s") from None
+                time.sleep(0.05)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,7 +1,6 @@
-"""Base of the in-process emulators: lifecycle, context manager, control methods.
-
-The control methods are thin delegation: the emulator's state is the single
-implementation, which the HTTP control API calls too.
+"""Bases of the in-process emulators: lifecycle and context manager (``ServedEmulator``),
+and the control methods the Gemini and OpenAI-compatible emulators share
+(``InProcessEmulator``: thin delegation to their state, which the HTTP control API calls too).
 """
 
 from __future__ import annotations
@@ -13,28 +12,24 @@ from typing import Any, Generic, Self
 
 from aiohttp import web
 
-from .runner import ThreadedServer
+from .runner import ThreadedServer, serve_until_signalled
 from .state import DEFAULT_CHUNK_DELAY, DEFAULT_FIRST_CHUNK_DELAY, EmulatorStateBase, FaultT, RecT
 
 
-class InProcessEmulator(Generic[RecT, FaultT]):
-    """A subclass builds its state, passes its ``create_app`` and defines ``base_url``."""
+class ServedEmulator:
+    """An app served on its own loop in a daemon thread; a subclass defines ``base_url``."""
 
     def __init__(
         self,
         host: str,
         port: int,
-        state: EmulatorStateBase[RecT, FaultT],
-        # Takes the emulator's own state subclass, hence Any here.
-        create_app: Callable[[Any], web.Application],
+        create_app: Callable[[], web.Application],
         label: str,
+        backlog: int = 1024,
     ) -> None:
         self._host = host
-        self._state = state
         # The app is built on the server's own thread, where its loop runs.
-        self._server = ThreadedServer(lambda: create_app(state), host, port, label)
-
-    # ---- lifecycle ----
+        self._server = ThreadedServer(create_app, host, port, label, backlog)
 
     def start(self, timeout: float = 10.0) -> Self:
         """Start listening; returns once the socket is bound (port 0 = a free port)."""
@@ -55,6 +50,10 @@ class InProcessEmulator(Generic[RecT, FaultT]):
     ) -> None:
         self.stop()
 
+    def serve_until_signalled(self, announce: Callable[[int], str]) -> None:
+        """Standalone use: serve until SIGINT or SIGTERM, printing ``announce(port)`` when up."""
+        serve_until_signalled(self._server, announce)
+
     @property
     def port(self) -> int:
         port = self._server.port
@@ -63,8 +62,29 @@ class InProcessEmulator(Generic[RecT, FaultT]):
         return port
 
     @property
+    def url(self) -> str:
+        """The server's root, e.g. ``http://127.0.0.1:8081``."""
+        return f"http://{self._host}:{self.port}"
+
+    @property
     def base_url(self) -> str:
         raise NotImplementedError
+
+
+class InProcessEmulator(ServedEmulator, Generic[RecT, FaultT]):
+    """A subclass builds its state, passes its ``create_app`` and defines ``base_url``."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        state: EmulatorStateBase[RecT, FaultT],
+        # Takes the emulator's own state subclass, hence Any here.
+        create_app: Callable[[Any], web.Application],
+        label: str,
+    ) -> None:
+        self._state = state
+        super().__init__(host, port, lambda: create_app(state), label)
 
     # ---- control (thin delegation: the state is the single implementation) ----
 

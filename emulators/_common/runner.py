@@ -8,10 +8,14 @@ async tests running their own loop are unaffected by it.
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from aiohttp import web
+
+T = TypeVar("T")
 
 # Time a stop() grants in-flight handlers (e.g. a SLOW fault still sleeping)
 # before they are cancelled; small because nobody is waiting for them.
@@ -22,12 +26,18 @@ class ThreadedServer:
     """Starts and stops one app; ``label`` names the thread and start-up errors."""
 
     def __init__(
-        self, create_app: Callable[[], web.Application], host: str, port: int, label: str
+        self,
+        create_app: Callable[[], web.Application],
+        host: str,
+        port: int,
+        label: str,
+        backlog: int = 1024,
     ) -> None:
         self._create_app = create_app
         self._host = host
         self._requested_port = port
         self._label = label
+        self._backlog = backlog
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._port: int | None = None
@@ -79,7 +89,7 @@ class ThreadedServer:
         try:
             loop.run_until_complete(runner.setup())
             # Large backlog: benchmarks open hundreds of connections at once.
-            site = web.TCPSite(runner, self._host, self._requested_port, backlog=1024)
+            site = web.TCPSite(runner, self._host, self._requested_port, backlog=self._backlog)
             loop.run_until_complete(site.start())
             self._port = int(runner.addresses[0][1])
         except BaseException as exc:  # surfaced to start() in the caller's thread
@@ -104,6 +114,28 @@ class ThreadedServer:
         thread.join(timeout)
         self._loop = self._thread = None
         self._port = None
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the server's loop and wait for its result, from another thread."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None or threading.current_thread() is thread:
+            coro.close()
+            problem = "is not running" if thread is None else "would deadlock its own loop"
+            raise RuntimeError(f"a blocking call to the {self._label} emulator {problem}")
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+
+
+def serve_until_signalled(server: ThreadedServer, announce: Callable[[int], str]) -> None:
+    """Standalone use: start ``server``, print ``announce(port)`` once it listens (the real
+    port when 0 was asked for), serve until SIGINT or SIGTERM, then stop it."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    print(announce(server.port or 0), flush=True)
+    while not stop.wait(0.5):
+        pass
+    server.stop()
 
 
 def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:

@@ -1,4 +1,4 @@
-"""Exceptions shared by the server, the state object and the control clients."""
+"""The Bot API's error answer, raised by the emulated methods."""
 
 from __future__ import annotations
 
@@ -6,11 +6,8 @@ from typing import Any
 
 
 class ApiError(Exception):
-    """A Bot API error answer: ``{"ok": false, "error_code": status, "description": ...}``.
-
-    Raised by Bot API method implementations; the HTTP layer turns it into the
-    exact envelope Telegram uses (and a ``Retry-After`` header for 429s).
-    """
+    """``{"ok": false, "error_code": status, "description": ...[, "parameters": ...]}``;
+    the server adds a ``Retry-After`` header to a 429."""
 
     def __init__(
         self, status: int, description: str, parameters: dict[str, Any] | None = None
@@ -37,7 +34,3 @@ def bad_request(reason: str) -> ApiError:
 
 def forbidden(reason: str) -> ApiError:
     return ApiError(403, f"Forbidden: {reason}")
-
-
-class EmulatorError(RuntimeError):
-    """A control operation failed in a way that has no better built-in exception type."""

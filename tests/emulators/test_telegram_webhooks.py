@@ -1,8 +1,5 @@
-"""Webhook delivery of the Telegram Bot API emulator, received by a small aiohttp server.
-
-The receiver runs on the test's loop (with the PTB ``Bot``); the emulator delivers from
-its own loop and thread, so the tests wait for what they expect instead of sleeping.
-"""
+"""Webhook delivery of the Telegram emulator, received by a small aiohttp server on the
+test's loop (the emulator delivers from its own loop and thread)."""
 
 from __future__ import annotations
 
@@ -10,363 +7,202 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 from aiohttp import web
-from telegram import Bot
-from telegram.error import BadRequest, Conflict
 
 from emulators.telegram import TelegramEmulator
 
-pytestmark = [
-    pytest.mark.timeout(20),
-    pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning"),
-]
-
-JSON = dict[str, Any]
-T = TypeVar("T")
-SECRET_HEADER = "x-telegram-bot-api-secret-token"
+pytestmark = pytest.mark.timeout(20)
 
 
 @pytest.fixture(scope="module")
 def telegram_emulator() -> Iterator[TelegramEmulator]:
-    """This module's emulator: retries fast enough for tests (20 ms, doubling up to 100 ms)."""
-    with TelegramEmulator(seed=4321) as emulator:
-        emulator.configure_webhooks(retry_base=0.02, retry_cap=0.1)
+    """Retries fast enough for tests: 20 ms, doubling."""
+    with TelegramEmulator(seed=4321, webhook_retry_base=0.02) as emulator:
         yield emulator
-
-
-@pytest.fixture()
-def token(telegram_emulator: TelegramEmulator, telegram_bot: dict) -> Iterator[str]:
-    """A fresh bot's token; its webhook is deleted afterwards, so nothing retries against
-    a receiver that is gone."""
-    yield telegram_bot["token"]
-    httpx.post(f"{telegram_emulator.base_url}{telegram_bot['token']}/deleteWebhook")
-
-
-@dataclass
-class Received:
-    headers: dict[str, str]  # lower-cased names
-    body: JSON
 
 
 @dataclass
 class Receiver:
-    """A webhook endpoint: records each request and answers ``status`` (after ``delay``,
-    and once ``gate`` is open when there is one)."""
+    """Records each push and answers the next of ``statuses`` (then 200), after ``delay``."""
 
     url: str = ""
-    status: int = 200
+    statuses: list[int] = field(default_factory=list)
     delay: float = 0.0
-    gate: asyncio.Event | None = None
-    requests: list[Received] = field(default_factory=list)
+    pushes: list[tuple[dict[str, str], Any]] = field(default_factory=list)
     busy: int = 0
     most_busy: int = 0
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append(
-            Received({k.lower(): v for k, v in request.headers.items()}, await request.json())
+        self.pushes.append(
+            ({k.lower(): v for k, v in request.headers.items()}, await request.json())
         )
         self.busy += 1
         self.most_busy = max(self.most_busy, self.busy)
         try:
-            if self.gate is not None:
-                await self.gate.wait()
             await asyncio.sleep(self.delay)
-            return web.Response(status=self.status)
+            return web.Response(status=self.statuses.pop(0) if self.statuses else 200)
         finally:
             self.busy -= 1
 
-    async def wait_for(self, count: int) -> list[Received]:
-        """The requests, once at least ``count`` arrived."""
+    async def wait_for(self, count: int) -> list[str]:
         deadline = time.monotonic() + 5
-        while len(self.requests) < count:
-            assert time.monotonic() < deadline, f"{len(self.requests)} of {count} requests came"
+        while len(self.pushes) < count:
+            assert time.monotonic() < deadline, f"{len(self.pushes)} of {count} pushes came"
             await asyncio.sleep(0.005)
-        return self.requests
-
-    def texts(self) -> list[str]:
-        return [r.body["message"]["text"] for r in self.requests]
+        return [body["message"]["text"] for _, body in self.pushes]
 
 
 @contextlib.asynccontextmanager
-async def webhook_receiver() -> AsyncIterator[Receiver]:
-    receiver = Receiver()
+async def receiver() -> AsyncIterator[Receiver]:
+    hook = Receiver()
     app = web.Application()
-    app.router.add_post("/hook", receiver.handle)
+    app.router.add_post("/hook", hook.handle)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
-    receiver.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    hook.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
     try:
-        yield receiver
+        yield hook
     finally:
-        if receiver.gate is not None:
-            receiver.gate.set()
         await runner.cleanup()
 
 
-def run_with_bot(emu: TelegramEmulator, token: str, body: Callable[[Bot], Awaitable[T]]) -> T:
-    """Run ``body(bot)`` on a fresh loop with an initialised PTB Bot."""
-
-    async def main() -> T:
-        async with Bot(token, base_url=emu.base_url, base_file_url=emu.base_file_url) as bot:
-            return await body(bot)
-
-    return asyncio.run(main())
+async def bot_api(emu: TelegramEmulator, token: str, method: str, **params: Any) -> Any:
+    async with httpx.AsyncClient() as client:
+        return (await client.post(f"{emu.base_url}{token}/{method}", json=params)).json()
 
 
-async def eventually(emu: TelegramEmulator, token: str, check: Callable[[JSON], bool]) -> JSON:
-    """The bot's ``bot_status`` once ``check`` holds for it."""
+async def say(emu: TelegramEmulator, token: str, *texts: str) -> None:
+    for text in texts:
+        await asyncio.to_thread(emu.send_private_message, token, text)
+
+
+async def status_once(emu: TelegramEmulator, token: str, check: Any) -> dict:
     deadline = time.monotonic() + 5
-    while not check(status := await emu.acall("bot_status", token=token)):
+    while not check(status := await asyncio.to_thread(emu.bot_status, token)):
         assert time.monotonic() < deadline, status
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.01)
     return status
 
 
-def delivered(status: JSON) -> bool:
-    return status["pending_update_count"] == 0
+def test_it_pushes_in_order_one_at_a_time_with_the_secret(telegram_emulator, telegram_bot) -> None:  # type: ignore[no-untyped-def]
+    token = telegram_bot["token"]
 
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-# --------------------------------------------------------------------------- delivery
-
-
-def test_it_posts_updates_to_the_webhook_with_the_secret_header(
-    telegram_emulator: TelegramEmulator, token: str
-) -> None:
-    async def body(bot: Bot) -> tuple[JSON, list[Received]]:
-        async with webhook_receiver() as hook:
-            assert await bot.set_webhook(hook.url, secret_token="s3cret_-Token")
-            update = await telegram_emulator.acall(
-                "send_private_message", token=token, text="over the hook"
+    async def main() -> tuple[Receiver, list[str], dict]:
+        async with receiver() as hook:
+            hook.delay = 0.02
+            await say(telegram_emulator, token, "queued before")
+            set_ = await bot_api(
+                telegram_emulator,
+                token,
+                "setWebhook",
+                url=hook.url,
+                secret_token="s3cret",
+                max_connections=1,
             )
-            await eventually(telegram_emulator, token, delivered)
-            return update, hook.requests
+            assert set_["ok"], set_
+            await say(telegram_emulator, token, "one", "two", "three")
+            texts = await hook.wait_for(4)
+            await status_once(telegram_emulator, token, lambda s: s["pending_update_count"] == 0)
+            info = await bot_api(telegram_emulator, token, "getWebhookInfo")
+            await bot_api(telegram_emulator, token, "deleteWebhook")
+            return hook, texts, info["result"]
 
-    update, requests = run_with_bot(telegram_emulator, token, body)
+    hook, texts, info = asyncio.run(main())
 
-    (received,) = requests
-    assert received.body == update
-    assert received.headers["content-type"] == "application/json"
-    assert received.headers[SECRET_HEADER] == "s3cret_-Token"
-    (attempt,) = telegram_emulator.webhook_deliveries(token)
-    assert attempt["update_id"] == update["update_id"]
-    assert (attempt["status"], attempt["error"]) == (200, None)
-    assert telegram_emulator.updates(token)[-1]["delivered_at"] is not None
-
-
-def test_it_delivers_updates_queued_before_the_webhook_in_order(
-    telegram_emulator: TelegramEmulator, token: str
-) -> None:
-    for text in ("one", "two", "three"):
-        telegram_emulator.send_private_message(token, text)
-
-    async def body(bot: Bot) -> list[str]:
-        async with webhook_receiver() as hook:
-            assert await bot.set_webhook(hook.url, max_connections=1)
-            await eventually(telegram_emulator, token, delivered)
-            return hook.texts()
-
-    assert run_with_bot(telegram_emulator, token, body) == ["one", "two", "three"]
-
-
-def test_it_uses_the_secret_of_the_latest_set_webhook(
-    telegram_emulator: TelegramEmulator, token: str
-) -> None:
-    async def body(bot: Bot) -> list[str | None]:
-        async with webhook_receiver() as hook:
-            for secret in ("first", "second", None):
-                assert await bot.set_webhook(hook.url, secret_token=secret)
-                await telegram_emulator.acall("send_private_message", token=token, text="hi")
-                await eventually(telegram_emulator, token, delivered)
-            return [r.headers.get(SECRET_HEADER) for r in hook.requests]
-
-    assert run_with_bot(telegram_emulator, token, body) == ["first", "second", None]
-
-
-def test_it_keeps_at_most_max_connections_requests_in_flight(
-    telegram_emulator: TelegramEmulator, token: str
-) -> None:
-    async def body(bot: Bot) -> tuple[int, JSON, list[str], int]:
-        async with webhook_receiver() as hook:
-            hook.gate = asyncio.Event()
-            assert await bot.set_webhook(hook.url, max_connections=2)
-            for text in ("a", "b", "c", "d"):
-                await telegram_emulator.acall("send_private_message", token=token, text=text)
-            await hook.wait_for(2)
-            await asyncio.sleep(0.05)  # room for a third request, were it sent
-            held = len(hook.requests)
-            status = await telegram_emulator.acall("bot_status", token=token)
-            hook.gate.set()
-            await eventually(telegram_emulator, token, delivered)
-            return held, status, hook.texts(), hook.most_busy
-
-    held, status, texts, most_busy = run_with_bot(telegram_emulator, token, body)
-
-    assert held == 2 and most_busy == 2
-    assert status["webhook_in_flight"] == 2 and status["pending_update_count"] == 4
-    assert sorted(texts[:2]) == ["a", "b"] and sorted(texts) == ["a", "b", "c", "d"]
-
-
-# --------------------------------------------------------------------------- failures
+    assert texts == ["queued before", "one", "two", "three"]
+    assert hook.most_busy == 1  # max_connections=1: a chat's messages stay in order
+    assert {headers["x-telegram-bot-api-secret-token"] for headers, _ in hook.pushes} == {"s3cret"}
+    assert (info["max_connections"], info["pending_update_count"]) == (1, 0)
+    assert all(
+        d["status"] == 200 and d["error"] is None
+        for d in telegram_emulator.webhook_deliveries(token)
+    )
 
 
 def test_it_retries_a_failing_webhook_and_reports_the_last_error(
-    telegram_emulator: TelegramEmulator, token: str
-) -> None:
-    async def body(bot: Bot) -> tuple[Any, Any, list[Received]]:
-        async with webhook_receiver() as hook:
-            hook.status = 403
-            assert await bot.set_webhook(hook.url)
-            await telegram_emulator.acall("send_private_message", token=token, text="again")
-            await hook.wait_for(2)
-            failing = await bot.get_webhook_info()
-            hook.status = 200
-            await eventually(telegram_emulator, token, delivered)
-            return failing, await bot.get_webhook_info(), hook.requests
+    telegram_emulator, telegram_bot
+) -> None:  # type: ignore[no-untyped-def]
+    token = telegram_bot["token"]
 
-    failing, after, requests = run_with_bot(telegram_emulator, token, body)
+    async def main() -> tuple[list[str], dict]:
+        async with receiver() as hook:
+            hook.statuses = [502, 500]
+            await bot_api(telegram_emulator, token, "setWebhook", url=hook.url)
+            await say(telegram_emulator, token, "hello")
+            texts = await hook.wait_for(3)
+            await status_once(telegram_emulator, token, lambda s: s["pending_update_count"] == 0)
+            info = (await bot_api(telegram_emulator, token, "getWebhookInfo"))["result"]
+            await bot_api(telegram_emulator, token, "deleteWebhook")
+            return texts, info
 
-    assert failing.pending_update_count == 1
-    assert failing.last_error_message == "Wrong response from the webhook: 403 Forbidden"
-    assert abs(failing.last_error_date.timestamp() - time.time()) < 5
-    assert after.pending_update_count == 0
-    assert len({r.body["update_id"] for r in requests}) == 1  # the same update, again
-    statuses = [a["status"] for a in telegram_emulator.webhook_deliveries(token)]
-    assert len(statuses) >= 3 and set(statuses[:-1]) == {403} and statuses[-1] == 200
+    texts, info = asyncio.run(main())
+
+    assert texts == ["hello"] * 3  # the same update until it was taken
+    assert (
+        info["last_error_message"] == "Wrong response from the webhook: 500 Internal Server Error"
+    )
+    assert [d["status"] for d in telegram_emulator.webhook_deliveries(token)] == [502, 500, 200]
 
 
-def test_it_reports_a_refused_connection(telegram_emulator: TelegramEmulator, token: str) -> None:
-    async def body(bot: Bot) -> tuple[Any, JSON]:
-        assert await bot.set_webhook(f"http://127.0.0.1:{closed_port()}/hook")
-        await telegram_emulator.acall("send_private_message", token=token, text="anyone?")
-        status = await eventually(
-            telegram_emulator, token, lambda s: s["webhook_last_error_message"] is not None
+def test_it_keeps_undelivered_updates_for_polling_unless_told_to_drop_them(
+    telegram_emulator, telegram_bot
+) -> None:  # type: ignore[no-untyped-def]
+    token = telegram_bot["token"]
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        closed_port = free.getsockname()[1]
+
+    async def main() -> tuple[dict, list[str], int]:
+        await bot_api(
+            telegram_emulator, token, "setWebhook", url=f"http://127.0.0.1:{closed_port}/hook"
         )
-        return await bot.get_webhook_info(), status
+        await say(telegram_emulator, token, "nobody listens")
+        status = await status_once(
+            telegram_emulator, token, lambda s: s["webhook_last_error_message"]
+        )
+        await bot_api(telegram_emulator, token, "deleteWebhook")
+        polled = (await bot_api(telegram_emulator, token, "getUpdates"))["result"]
+        await bot_api(telegram_emulator, token, "deleteWebhook", drop_pending_updates=True)
+        return (
+            status,
+            [u["message"]["text"] for u in polled],
+            (await asyncio.to_thread(telegram_emulator.bot_status, token))["pending_update_count"],
+        )
 
-    info, status = run_with_bot(telegram_emulator, token, body)
+    status, polled, left = asyncio.run(main())
 
-    assert info.last_error_message == status["webhook_last_error_message"] == "Connection refused"
-    assert info.pending_update_count == 1
-    assert telegram_emulator.webhook_deliveries(token)[0]["status"] is None
-
-
-def test_it_reports_a_webhook_that_answers_too_late(
-    telegram_emulator: TelegramEmulator, token: str
-) -> None:
-    async def body(bot: Bot) -> JSON:
-        async with webhook_receiver() as hook:
-            hook.delay = 0.3
-            assert await bot.set_webhook(hook.url)
-            await telegram_emulator.acall("send_private_message", token=token, text="slow")
-            status = await eventually(
-                telegram_emulator, token, lambda s: s["webhook_last_error_message"] is not None
-            )
-            assert await bot.delete_webhook()
-            return status
-
-    telegram_emulator.configure_webhooks(timeout=0.05)
-    try:
-        status = run_with_bot(telegram_emulator, token, body)
-    finally:
-        telegram_emulator.configure_webhooks(timeout=10.0)
-
-    assert status["webhook_last_error_message"] == "Read timeout expired"
+    assert status["webhook_last_error_message"] == "Connection refused"
+    assert polled == ["nobody listens"]
+    assert left == 0
 
 
-# --------------------------------------------------------------------------- getUpdates
+def test_it_refuses_webhooks_telegram_refuses(telegram_emulator, telegram_bot) -> None:  # type: ignore[no-untyped-def]
+    token = telegram_bot["token"]
 
+    async def main() -> list[str]:
+        answers = [
+            await bot_api(
+                telegram_emulator, token, "setWebhook", url="http://bots.example.com/hook"
+            ),
+            await bot_api(
+                telegram_emulator,
+                token,
+                "setWebhook",
+                url="https://bots.example.com/hook",
+                secret_token="no spaces",
+            ),
+        ]
+        return [a["description"] for a in answers]
 
-def test_it_refuses_getupdates_while_a_loopback_webhook_is_set(
-    telegram_emulator: TelegramEmulator, token: str
-) -> None:
-    async def body(bot: Bot) -> None:
-        assert await bot.set_webhook(f"http://127.0.0.1:{closed_port()}/hook")
-        with pytest.raises(Conflict, match="can't use getUpdates method while webhook is active"):
-            await bot.get_updates()
-
-    run_with_bot(telegram_emulator, token, body)
-
-
-def test_it_keeps_undelivered_updates_for_getupdates_after_delete_webhook(
-    telegram_emulator: TelegramEmulator, token: str
-) -> None:
-    async def body(bot: Bot) -> tuple[int, int, JSON, list[str]]:
-        async with webhook_receiver() as hook:
-            hook.status = 500
-            assert await bot.set_webhook(hook.url)
-            await telegram_emulator.acall("send_private_message", token=token, text="kept")
-            await hook.wait_for(1)
-            assert await bot.delete_webhook()
-            await asyncio.sleep(0.05)  # a request already on the wire may still land
-            attempts = len(hook.requests)
-            await asyncio.sleep(0.15)  # several retry delays: no new attempt may come now
-            status = await telegram_emulator.acall("bot_status", token=token)
-            updates = await bot.get_updates()
-            return attempts, len(hook.requests), status, [u.message.text for u in updates]
-
-    attempts, later, status, texts = run_with_bot(telegram_emulator, token, body)
-
-    assert later == attempts
-    assert status["webhook_url"] == "" and status["webhook_in_flight"] == 0
-    assert texts == ["kept"]
-
-
-def test_it_drops_pending_updates_when_asked(
-    telegram_emulator: TelegramEmulator, token: str
-) -> None:
-    telegram_emulator.send_private_message(token, "stale")
-
-    async def body(bot: Bot) -> list[str]:
-        async with webhook_receiver() as hook:
-            assert await bot.set_webhook(hook.url, drop_pending_updates=True)
-            await telegram_emulator.acall("send_private_message", token=token, text="fresh")
-            await eventually(telegram_emulator, token, delivered)
-            return hook.texts()
-
-    assert run_with_bot(telegram_emulator, token, body) == ["fresh"]
-
-
-# --------------------------------------------------------------------------- setWebhook
-
-
-def test_it_refuses_plain_http_webhooks_outside_loopback(
-    telegram_emulator: TelegramEmulator, token: str
-) -> None:
-    async def body(bot: Bot) -> None:
-        for url in ("http://bots.example.test/hook", "http://10.0.0.5/hook", "ftp://127.0.0.1/"):
-            with pytest.raises(BadRequest, match="(?i)bad webhook: an https url must be provided"):
-                await bot.set_webhook(url)
-        for url in ("http://localhost:1/hook", "http://[::1]:1/hook", "https://bots.example.test"):
-            assert await bot.set_webhook(url)
-            assert (await bot.get_webhook_info()).url == url
-
-    run_with_bot(telegram_emulator, token, body)
-
-
-def test_it_rejects_secret_tokens_telegram_refuses(
-    telegram_emulator: TelegramEmulator, token: str
-) -> None:
-    # (?i): PTB capitalises Telegram's descriptions ("Bad Request: secret token ...").
-    async def body(bot: Bot) -> str:
-        for secret in ("bot:token", "with space", "plus+slash/", "секрет"):
-            with pytest.raises(BadRequest, match="(?i)secret token contains unallowed characters"):
-                await bot.set_webhook("https://bots.example.test/hook", secret_token=secret)
-        with pytest.raises(BadRequest, match="(?i)secret token is too long"):
-            await bot.set_webhook("https://bots.example.test/hook", secret_token="a" * 257)
-        assert await bot.set_webhook("https://bots.example.test/hook", secret_token="a" * 256)
-        return (await bot.get_webhook_info()).url
-
-    assert run_with_bot(telegram_emulator, token, body) == "https://bots.example.test/hook"
+    assert asyncio.run(main()) == [
+        "Bad Request: bad webhook: An HTTPS URL must be provided for webhook",
+        "Bad Request: secret token contains unallowed characters or is too long",
+    ]
+    assert telegram_emulator.bot_status(token)["webhook_url"] == ""

@@ -17,7 +17,7 @@ def task_get(task_id: int) -> BotTask:
 
 
 def task_line(task: BotTask) -> str:
-    heartbeat = f"{timesince(task.last_run_at, timezone.now())} ago" if task.last_run_at else "never"
+    heartbeat = f"{timesince(task.heartbeat_at, timezone.now())} ago" if task.heartbeat_at else "never"
     bot = f"@{task.bot.username}" if task.bot.username else task.bot.name
     line = (
         f"#{task.pk:<5} {task.name[:30]:<30} {bot[:24]:<24} {task.status:<9} "

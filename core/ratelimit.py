@@ -6,7 +6,7 @@ across keys, which the `limits` library's one-key-at-a-time hits are not (a hit 
 window could be spent while another then refuses). Time comes from Redis, so workers
 on different hosts agree.
 
-Both functions are coroutines for the process's I/O loop (config.aio), where every
+Both functions are coroutines for the process's I/O loop (core.aio), where every
 caller runs: the outbox's sends and the AI calls.
 """
 
@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from config.redis import async_redis_client
+from core.redis import async_redis_client
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Database work for coroutines on the process's I/O loop (config.aio).
+"""Database work for coroutines on the process's I/O loop (core.aio).
 
 Django's ORM is synchronous and must never run on the event-loop thread, where it would
 stall every long poll, AI call and send of the process. So:

@@ -1,5 +1,5 @@
 """The process's Redis clients, built on first use: the asyncio one (rate limits,
-circuits), one per event loop (in practice the I/O loop's, config.aio), and a blocking
+circuits), one per event loop (in practice the I/O loop's, core.aio), and a blocking
 one for code outside any loop (the webhook view, Celery task threads)."""
 
 import threading
@@ -9,7 +9,7 @@ import redis
 import redis.asyncio
 from django.conf import settings
 
-from config.aio import PerLoop
+from core.aio import PerLoop
 
 # Short timeouts so a dead Redis fails fast.
 _OPTIONS: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 3, "health_check_interval": 30}
@@ -29,7 +29,7 @@ ASYNC_POOL_WAIT = 60.0  # seconds to wait for a free connection before giving up
 
 
 def async_redis_client() -> redis.asyncio.Redis:
-    """The running event loop's client (mostly the I/O loop's, config.aio): an asyncio
+    """The running event loop's client (mostly the I/O loop's, core.aio): an asyncio
     connection pool belongs to the loop that opened its connections."""
     return _async_clients.get(None, _async_client_build)
 
