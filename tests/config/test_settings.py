@@ -13,7 +13,7 @@ from cryptography.fernet import Fernet
 
 from config import keys
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_django(**env: str) -> subprocess.CompletedProcess[str]:

@@ -143,3 +143,77 @@ def test_the_sandbox_shows_the_draft_growing(celery_worker, telegram_api, gemini
     assert ANSWER.startswith(draft["text"]) and draft["text"] != ANSWER
     assert final == [ANSWER]
     assert admin_client.get(url).json()["draft"] is None  # the final message replaced it
+
+
+def test_a_slow_draft_does_not_bunch_the_next_one_up(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The interval counts from when Telegram took a draft, not from when it was started:
+    a first draft held up (here 0.4 s waiting for its slot) must not let the next one
+    reach Telegram sooner than DRAFT_INTERVAL after it (found by benchmarks.streaming_load:
+    208 ms apart under a burst)."""
+    import asyncio
+
+    from bots import telegram
+    from conversations import streaming
+
+    received: list[float] = []
+    slots = iter([0.4])
+
+    async def slot(*, bot_id: int) -> bool:
+        await asyncio.sleep(next(slots, 0.0))
+        return True
+
+    async def draft(endpoint: Any, **kwargs: Any) -> None:
+        received.append(time.perf_counter())
+
+    monkeypatch.setattr(streaming.ratelimit, "draft_slot_try", slot)
+    monkeypatch.setattr(streaming.telegram, "send_message_draft", draft)
+
+    async def answer() -> None:
+        stream = streaming.DraftStream(
+            endpoint=telegram.BotEndpoint(bot_id=1, token="t", base_url="http://127.0.0.1:9/bot"),
+            chat_id=5, message_id=7, thread=None, max_length=4096,
+        )
+        for n in range(50):  # a chunk every 50 ms for 2.5 s
+            await stream.update(ANSWER[: 20 + n])
+            await asyncio.sleep(0.05)
+        await stream.finish()
+
+    asyncio.run(answer())
+
+    gaps = [b - a for a, b in zip(received, received[1:], strict=False)]
+    assert len(received) >= 2
+    assert all(gap >= DRAFT_INTERVAL for gap in gaps), gaps
+
+
+def test_a_message_that_waited_in_a_backlog_is_answered_whole(telegram_api, gemini_api, gemini_credential) -> None:  # type: ignore[no-untyped-def]
+    """A message whose worker is behind gets no drafts (they would come later than a
+    whole answer does when the worker keeps up, and cost the CPU the backlog needs); one
+    answered promptly, in the same batch, streams."""
+    from datetime import timedelta
+
+    import telegram
+    from django.utils import timezone
+
+    from bots.models import BotTask
+    from conversations import replies
+    from conversations.ingest import updates_store
+    from conversations.streaming import BACKLOG_SECONDS
+
+    info = telegram_api.add_bot(first_name="Quill")
+    bot = make_bot(token=info["token"], api_base_url=telegram_api.base_url, credential=gemini_credential,
+                   persona=make_persona())
+    task = make_task(bot, status=BotTask.Status.RUNNING)
+    gemini_api.set_stream_timing(first_chunk_delay=0.3, chunk_delay=0.25, chunks=10)
+    gemini_api.script_replies([ANSWER, ANSWER])
+    pushed = [telegram_api.send_private_message(info["token"], "Write something long", user_id=chat)
+              for chat in (9621, 9622)]
+    stored = updates_store(bot=bot, task=task, updates=[telegram.Update.de_json(u, None) for u in pushed])
+    late, prompt = stored.to_answer
+    Message.objects.filter(pk=late.pk).update(created_at=timezone.now() - timedelta(seconds=BACKLOG_SECONDS + 1))
+
+    replies.messages_answer(message_ids=[late.pk, prompt.pk])
+
+    assert [m["text"] for m in telegram_api.sent_messages(info["token"], chat_id=9621)] == [ANSWER]
+    assert [m["text"] for m in telegram_api.sent_messages(info["token"], chat_id=9622)] == [ANSWER]
+    assert telegram_api.drafts(info["token"], chat_id=9621) == []
+    assert telegram_api.drafts(info["token"], chat_id=9622) != []

@@ -16,7 +16,7 @@ from django.test import Client
 
 from tests.factories import make_bot, make_task
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "scrape-token-0123456789-abcdefghij"
 OUTSIDE = "203.0.113.9"  # an address in no allowlist
 
