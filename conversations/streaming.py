@@ -1,11 +1,13 @@
 """Replies people see being written: the growing text of a streamed AI answer shown in a
 private chat with sendMessageDraft (an ephemeral preview), one draft id per reply.
 
-Throttled: at most one draft update per DRAFT_INTERVAL per reply, only when a slot of
+Throttled: at most one draft update per DRAFT_INTERVAL per reply (counted from when
+Telegram took the previous one, so a slow send never bunches two up), only when a slot of
 the bot's 30/s is free at once (never the chat's one-a-second slot, which the final
 message needs), one request in flight (a newer text waits for the next chunk). The
 Markdown of what has come so far is rendered as the final message will be. A draft
-Telegram refuses switches drafts off for that reply; the answer carries on. When the
+Telegram refuses switches drafts off for that reply; the answer carries on. A message
+that waited in a backlog (BACKLOG_SECONDS) gets no drafts at all. When the
 answer is complete, the draft in flight is awaited, then the final text goes through
 the outbox like any reply (conversations.replies): drafts never weaken exactly-once.
 """
@@ -19,7 +21,10 @@ from bots.formatting import reply_parts
 
 log = logging.getLogger(__name__)
 
-DRAFT_INTERVAL = 0.7  # seconds between draft updates of one reply (about 1 a second)
+DRAFT_INTERVAL = 1.0  # seconds between draft updates of one reply: at most 1 a second
+# A message that waited longer than this between being stored and its AI call is answered
+# whole: its worker is behind (conversations.replies._streams).
+BACKLOG_SECONDS = 2.0
 DRAFT_ID_MAX = 2**31 - 1
 
 
@@ -73,6 +78,7 @@ class DraftStream:
             self._off = True
             log.warning("chat %s: could not show a draft", self.chat_id, exc_info=True)
             return
+        self._last_at = time.perf_counter()  # Telegram has it: the interval counts from here
         self.drafts += 1
         if self.first_draft_ms is None:
             self.first_draft_ms = int((time.perf_counter() - self.started) * 1000)
