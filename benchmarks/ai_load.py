@@ -34,6 +34,20 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from benchmarks import runner
+from benchmarks.report import (
+    Fig,
+    fmt,
+    logs_line,
+    peer_given,
+    peer_ratio_target,
+    percentiles,
+    renderer,
+    section,
+    stage_lines,
+    table,
+    target,
+    verdict,
+)
 
 ORDER = ["burst", "throughput", "ratelimit"]
 # Issue sizes. "messages" is the burst's; "duration" does not apply to it.
@@ -78,6 +92,7 @@ class AiParams:
     worker_loglevel: str
     profile_workers: bool = False
     baseline: bool = True  # burst, throughput: also run the PTB peer
+    stream_replies: bool = True  # the persona's switch (the product's default: on)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -214,10 +229,13 @@ class AiFleet:
     fallback: str
 
 
-def ai_fleet_create(*, emulator: Any, count: int, label: str, gemini_url: str, rpm: int) -> AiFleet:
-    """A persona, a Gemini credential pointing at the emulator, `count` bots with a
-    task each (use AI on), and a warm-up bot with a credential of its own (so warming
-    up takes no slot of the measured credential's rate limit)."""
+def ai_fleet_create(
+    *, emulator: Any, count: int, label: str, gemini_url: str, rpm: int, stream_replies: bool = True
+) -> AiFleet:
+    """A persona (`stream_replies` its switch), a Gemini credential pointing at the
+    emulator, `count` bots with a task each (use AI on), and a warm-up bot with a
+    credential of its own (so warming up takes no slot of the measured credential's rate
+    limit)."""
     from django.db import transaction
 
     from benchmarks.fleet import FleetBot, name_prefix, register_bots
@@ -229,7 +247,9 @@ def ai_fleet_create(*, emulator: Any, count: int, label: str, gemini_url: str, r
     prefix = name_prefix(label)
     with transaction.atomic():
         persona = Persona.objects.create(
-            name=f"bench {label}", instructions="You are a helpful assistant."
+            name=f"bench {label}",
+            instructions="You are a helpful assistant.",
+            stream_replies=stream_replies,
         )
 
         def credential(name: str, limit: int) -> AICredential:
@@ -288,6 +308,7 @@ def ai_up(
         label=fleet_label(ctx, p.scenario),
         gemini_url=gemini_url,
         rpm=p.rpm,
+        stream_replies=p.stream_replies,
     )
     progress(
         f"{p.scenario}: starting beat and {p.workers} worker(s) x {p.concurrency} threads",
@@ -499,7 +520,7 @@ def _burst_measure(
     fallback: str, label: str,
 ) -> Figures:
     from benchmarks import traffic
-    from benchmarks.ai_traffic import AI, Sent, analyse
+    from benchmarks.ai_traffic import Sent, analyse
     from benchmarks.report import progress
 
     counter = traffic.ReplyCounter(emulator)
@@ -516,6 +537,20 @@ def _burst_measure(
         emulator, [Sent(i.token, i.chat_id, i.update_id, i.text) for i in injected], fallback
     )
     progress(f"{label}: {outcome.answered}/{outcome.messages} answered", force=True)
+    return {
+        "injection_s": round(inject_s, 2),
+        "injection_rate_per_s": round(len(injected) / inject_s, 1) if inject_s else None,
+        **burst_rates(outcome),
+        **outcome.figures(),
+        **meter.figures,
+    }
+
+
+def burst_rates(outcome: Any) -> Figures:
+    """A burst's rates (an `ai_traffic.AiOutcome`): AI replies, and all replies, over
+    the span from the first message written to the last such reply."""
+    from benchmarks.ai_traffic import AI
+
     first = min(outcome.injected_at) if outcome.injected_at else None
     ai_times = outcome.reply_times.get(AI, [])
     every = [t for times in outcome.reply_times.values() for t in times]
@@ -524,14 +559,7 @@ def _burst_measure(
         span = max(times) - first if times and first is not None else 0
         return round(count / span, 1) if span > 0 else None
 
-    return {
-        "injection_s": round(inject_s, 2),
-        "injection_rate_per_s": round(len(injected) / inject_s, 1) if inject_s else None,
-        "ai_per_s": per_s(len(ai_times), ai_times),
-        "replies_per_s": per_s(len(every), every),
-        **outcome.figures(),
-        **meter.figures,
-    }
+    return {"ai_per_s": per_s(len(ai_times), ai_times), "replies_per_s": per_s(len(every), every)}
 
 
 def _burst_peer(
@@ -677,7 +705,6 @@ def _round(value: float | None, digits: int = 1) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    from benchmarks.ai_report import render
     from benchmarks.rigging import Context
     from benchmarks.traffic import UserIds
 
@@ -693,6 +720,222 @@ def main(argv: list[str] | None = None) -> int:
         f"{'--quick smoke sizes, NOT the issue sizes' if args.quick else 'full sizes'}"
     )
     return runner.report_finish(outcome, runner.machine_header(outcome, setup), render, args.json)
+
+
+# --- the report: which figures each scenario shows ------------------------------------------
+
+
+def _peer_figs(ours: Figures) -> list[Fig]:
+    """What both sides have: outcome, latency, Gemini requests, CPU and memory."""
+
+    def latency(label: str, key: str, note: str = "") -> Fig:
+        return Fig(label, lambda f: f["latency"][key], note, ratio=key != "max_ms")
+
+    return [
+        Fig("messages sent / answered / lost", lambda f: f"{f['messages']} / {f['answered']} / {f['lost']}"),
+        Fig(
+            "replies: AI / fallback / other", lambda f: f"{f['ai']} / {f['fallback']} / {f['other']}",
+            target("fallback 0", ours["fallback"], 0, at_most=True),
+        ),
+        Fig("chats with more replies than messages", lambda f: f["duplicate_chats"]),
+        latency("latency p50 (ms), injection to reply", "p50_ms"),
+        latency("latency p95 (ms)", "p95_ms"),
+        latency("latency p99 (ms)", "p99_ms"),
+        latency("latency max (ms)", "max_ms", f"n={ours['latency']['samples']}"),
+        Fig("Gemini emulator: requests", lambda f: f["gemini"]["requests"]),
+        Fig(
+            "CPU, system under test (cores)", lambda f: f["cpu_cores"].get("workers"),
+            "Botfleet: its workers; the peer: its one process",
+            peer=lambda f: f["cpu_cores"].get("baseline"),
+        ),
+        Fig(
+            "peak RSS, system under test (MiB)", lambda f: f["rss_peak_mib"].get("workers"),
+            peer=lambda f: f["rss_peak_mib"].get("baseline"),
+        ),
+        Fig(
+            "CPU, Telegram emu / Gemini emu / driver (cores)",
+            lambda f: " / ".join(fmt(f["cpu_cores"].get(k), digits=2) for k in ("emulator", "gemini", "driver")),
+        ),
+        Fig("machine CPU busy (all cores, anyone's)", lambda f: f"{f['machine_cpu_busy']:.0%}"),
+    ]
+
+
+def _peer_notes(peer: Figures | None) -> list[str]:
+    if not peer:
+        return ["  PTB peer: not run (--no-baseline)"]
+    return [
+        f"  PTB peer, as given: {peer_given(peer.get('given'))}",
+        f"  PTB peer: {peer['bots']} bots of its own and a warm-up bot ({peer['polling_bots']} "
+        "polling), the same "
+        f"Telegram emulator and the same Gemini emulator process (same latency, its record "
+        f"cleared before); Botfleet's workers and beat stopped first; warm-up {peer['warm_up']}",
+        f"  PTB peer handler errors: {peer['errors'] or 'none'}; Gemini statuses "
+        f"{peer['gemini']['statuses']}",
+    ]
+
+
+def _common_figs(f: Figures) -> list[Fig]:
+    g, cores = f["gemini"], ("workers", "emulator", "gemini", "driver", "beat")
+    return [
+        Fig(
+            "latency p50 / p95 / p99 / max (ms), injection to reply",
+            lambda f: percentiles(f["latency"]), f"n={f['latency']['samples']}",
+        ),
+        Fig("  of AI answers", lambda f: percentiles(f["latency_ai"]), f"n={f['latency_ai']['samples']}"),
+        Fig(
+            "  of fallbacks", lambda f: percentiles(f["latency_fallback"]),
+            f"n={f['latency_fallback']['samples']}",
+        ),
+        Fig("Gemini emulator: requests (by HTTP status)", lambda f: f"{g['requests']:,} {g['statuses']}"),
+        Fig("Gemini emulator: most requests in any 1 s", lambda f: g["max_in_1s"]),
+        Fig(
+            "CPU (cores): workers / Telegram emu / Gemini emu / driver / beat",
+            lambda f: " / ".join(fmt(f["cpu_cores"].get(k), digits=2) for k in cores),
+            f"over {f['window_s']} s",
+        ),
+        Fig("peak RSS workers (MiB)", lambda f: f["rss_peak_mib"].get("workers")),
+        Fig("machine CPU busy (all cores, anyone's)", lambda f: f"{f['machine_cpu_busy']:.0%}"),
+    ]
+
+
+def _notes(f: Figures) -> list[str]:
+    s = f["setup"]
+    lines = [
+        f"  set-up: {s['bots']} bots incl. the warm-up bot, {s['polling_bots']} polling, "
+        f"{s['start_failures']} start failures; warm-up (own credential, not measured): {s['warm_up']}",
+        f"  message log (incoming by reply state): {f['reply_states']}",
+        f"  tasks: {f['tasks']}",
+        f"  credential usage (database): {f['credential']}",
+        f"  why replies were not the AI's (errors stored on the replies): {f['reply_errors'] or 'none'}",
+        f"  AI settings: {f['ai_settings']}",
+        f"  Gemini requests per wall-clock minute: {f['gemini']['per_minute']}",
+        logs_line("worker/beat logs", f["logs"]),
+        *stage_lines("latency by stage", f["stages"]),
+    ]
+    if f["other"]:
+        lines.append(f"  replies neither AI nor fallback, e.g.: {f['other_examples']}")
+    return lines
+
+
+def _ai_rate_target(ours: float | None, peer: Figures | None, key: str, quick: bool) -> str:
+    if quick:  # 100 messages at 2 s latency cannot make 90/s, whoever answers
+        text = f"(>= {TARGET_AI_PER_S:g} at the issue's sizes)"
+    else:
+        text = target(f">= {TARGET_AI_PER_S:g}", ours, TARGET_AI_PER_S, at_most=False)
+    if peer:
+        text += "; " + peer_ratio_target(ours, peer[key], TARGET_PEER_RATIO)
+    return text
+
+
+def _title_tail(p: Figures) -> str:
+    return (
+        f"{p['workers']} worker(s) x {p['concurrency']} threads, poll timeout {p['poll_timeout_s']} s"
+        + ("  [--quick smoke sizes]" if p["quick"] else "")
+    )
+
+
+def render_burst(f: Figures) -> str:
+    p, peer = f["params"], f.get("peer")
+    figs = [
+        Fig(
+            "bots; messages, all at once, each from a user of its own",
+            lambda f: f"{p['bots']}; {f['messages']}", peer=False,
+        ),
+        Fig(
+            "AI replies/s (first message written to last AI reply)", lambda f: f["ai_per_s"],
+            _ai_rate_target(f["ai_per_s"], peer, "ai_per_s", p["quick"]), ratio=True,
+        ),
+        Fig("all replies/s (same span, to the last reply)", lambda f: f["replies_per_s"], ratio=True),
+        Fig("injection (s)", lambda f: f"{f['injection_s']} ({f['injection_rate_per_s']}/s)"),
+        *_peer_figs(f),
+    ]
+    title = (
+        f"burst (AI): {p['bots']} bots, {p['messages']} messages at once, Gemini latency "
+        f"{p['latency']:g} s, {_title_tail(p)}"
+    )
+    # AI calls wait on each worker's I/O loop, not in threads: no note on thread counts.
+    return section(title, [table(figs, f, peer), *_peer_notes(peer), *_notes(f)])
+
+
+def render_throughput(f: Figures) -> str:
+    p, peer = f["params"], f.get("peer")
+    goal = round(f["ceiling_per_s"] * TARGET_SHARE_OF_CEILING, 1)
+    steady = f"replies in [{f['steady_window_s'][0]:g} s, {f['steady_window_s'][1]:g} s] of the load"
+    ai_target = target(f">= {goal:g} (90% of the ceiling)", f["ai_per_s_steady"], goal, at_most=False)
+    if peer:
+        ai_target += "; " + peer_ratio_target(f["ai_per_s_steady"], peer["ai_per_s_steady"], TARGET_PEER_RATIO)
+    figs = [
+        Fig(
+            "chats (bots x users), each writing again on each reply",
+            lambda f: f"{f['chats']} ({p['bots']} x {p['users']})", peer=lambda f: f["chats"],
+        ),
+        Fig("ceiling: chats / Gemini latency (replies/s)", lambda f: f["ceiling_per_s"]),
+        Fig("AI replies/s, steady", lambda f: f["ai_per_s_steady"], f"{ai_target}; {steady}", ratio=True),
+        Fig("all replies/s, steady", lambda f: f["replies_per_s_steady"], ratio=True),
+        Fig("AI replies/s, whole load window", lambda f: f["ai_per_s_whole"], f"{p['duration']:g} s", ratio=True),
+        Fig(
+            "users stopped (no reply within the timeout)", lambda f: f["user_timeouts"],
+            f"timeout {p['reply_timeout_s']:g} s",
+        ),
+        Fig(
+            "Gemini requests per AI reply",
+            lambda f: round(f["gemini"]["requests"] / f["ai"], 3) if f["ai"] else None,
+        ),
+        *_peer_figs(f),
+    ]
+    for who, figures in (("Botfleet", f), ("peer", peer)):
+        if figures and figures["user_errors"]:
+            errors = str(figures["user_errors"])
+            figs.append(Fig(f"driver: user thread errors ({who})", lambda _, e=errors: e, peer=False))
+    title = f"throughput: {f['chats']} chats, Gemini latency {p['latency']:g} s, {p['duration']:g} s, {_title_tail(p)}"
+    return section(title, [table(figs, f, peer), *_peer_notes(peer), *_notes(f)])
+
+
+def render_ratelimit(f: Figures) -> str:
+    p, g, share = f["params"], f["gemini"], f["answered_within_share"]
+    figs = [
+        Fig("credential limit (requests/minute)", lambda f: p["rpm"]),
+        Fig(
+            "offered: messages/s (distinct chats) for s",
+            lambda f: f"{p['rate']:g}/s for {p['duration']:g} s = {f['messages']}",
+            f"{f['injection_rate_per_s']}/s achieved; {p['rate'] * 60 / p['rpm']:.1f}x the limit",
+        ),
+        Fig(
+            "Gemini emulator: most requests in any 60 s", lambda f: g["max_in_60s"],
+            target(f"<= {p['rpm']}", g["max_in_60s"], p["rpm"], at_most=True),
+        ),
+        Fig(
+            f"answered (AI or fallback) within {f['answered_within_s']:g} s",
+            lambda f: f"{f['answered_within']} of {f['messages']} "
+            f"({fmt(share * 100 if share is not None else None, '%', 2)})",
+            f">= {TARGET_ANSWERED_SHARE:.0%} {verdict(share, TARGET_ANSWERED_SHARE, at_most=False)}",
+        ),
+        Fig("answered at all / lost", lambda f: f"{f['answered']} / {f['lost']}"),
+        Fig(
+            "replies: AI / fallback / other", lambda f: f"{f['ai']} / {f['fallback']} / {f['other']}",
+            f"AI share {fmt(100 * f['ai'] / f['messages'] if f['messages'] else None, '%')}; "
+            f"limit x load minutes = {p['rpm'] * p['duration'] / 60:g}",
+        ),
+        Fig("chats with more than one reply", lambda f: f["duplicate_chats"], f"{f['extra_replies']} extra"),
+        *_common_figs(f),
+    ]
+    scaled = (
+        f"  [--quick: limit and load scaled down from 600/min and 20/s for 90 s; "
+        f"here {p['rpm']}/min, {p['rate']:g}/s for {p['duration']:g} s]"
+        if p["quick"]
+        else ""
+    )
+    title = (
+        f"ratelimit: {p['rpm']} requests/minute offered {p['rate']:g} messages/s, Gemini latency "
+        f"{p['latency']:g} s, {p['workers']} worker(s) x {p['concurrency']} threads{scaled}"
+    )
+    return section(title, [table(figs, f), *_notes(f)])
+
+
+render = renderer(
+    "Botfleet AI load benchmark",
+    {"burst": render_burst, "throughput": render_throughput, "ratelimit": render_ratelimit},
+)
 
 
 if __name__ == "__main__":

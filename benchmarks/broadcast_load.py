@@ -278,32 +278,50 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
 
 
 def render(figures: dict[str, Any], args: argparse.Namespace) -> str:
-    from benchmarks.report import fmt, verdict
+    from benchmarks.report import Fig, section, table, target
 
     b, idle, load = figures["broadcast"], figures["live_idle"], figures["live_under_load"]
-    ratio = (load["p99_ms"] / idle["p99_ms"]) if load.get("p99_ms") and idle.get("p99_ms") else None
+    p99_ratio = (load["p99_ms"] / idle["p99_ms"]) if load.get("p99_ms") and idle.get("p99_ms") else None
     size = "smoke size, not the issue's 10,000" if b["chats"] < FULL_CHATS else "the issue's size"
-    lines = [
-        f"== broadcast of {b['chats']:,} chats ({size}) ==",
-        f"  run: {b['run_state']} {b['run_counts']}, {b['lanes']} lane(s); beat fired it "
-        f"{fmt(b['fired_after_s'], ' s', 2)} after its time",
-        f"  scheduled time -> last send: {fmt(b['scheduled_to_last_send_s'], ' s')}  "
-        f"(floor {b['floor_s']} s at 30/s; target {b['target_s']} s: "
-        f"{verdict(b['scheduled_to_last_send_s'], b['target_s'], at_most=True)})",
-        f"  first -> last send: {fmt(b['first_to_last_send_s'], ' s')}, {fmt(b['sends_per_s'], '/s')}; "
-        f"most in any 1 s: {b['max_sends_in_1s']} (limit {PER_BOT_PER_S}); p99 gap {b['send_gap_p99_ms']} ms",
-        f"  chats reached: {b['received']:,}; lost: {b['lost']} ({verdict(b['lost'], 0, at_most=True)}); "
-        f"sent twice: {b['duplicates']} ({verdict(b['duplicates'], 0, at_most=True)})",
-        "",
-        f"== live replies of another bot, {args.live_rate:g} message(s)/s ==",
-        f"  idle:       p50 {fmt(idle['p50_ms'], ' ms')}, p95 {fmt(idle['p95_ms'], ' ms')}, "
-        f"p99 {fmt(idle['p99_ms'], ' ms')}, max {fmt(idle['max_ms'], ' ms')} ({idle['samples']} replies, lost {idle['lost']})",
-        f"  broadcast:  p50 {fmt(load['p50_ms'], ' ms')}, p95 {fmt(load['p95_ms'], ' ms')}, "
-        f"p99 {fmt(load['p99_ms'], ' ms')}, max {fmt(load['max_ms'], ' ms')} ({load['samples']} replies, lost {load['lost']})",
-        f"  p99 under broadcast / idle: {fmt(ratio, 'x', 2)} (target at most 2x: {verdict(ratio, 2.0, at_most=True)})",
-        "  With few samples p99 is close to the maximum: one slow reply moves it.",
+    figs = [
+        Fig("run: state and counts", lambda f: f"{f['run_state']} {f['run_counts']}"),
+        Fig("lanes", lambda f: f["lanes"]),
+        Fig("beat fired it, after its time (s)", lambda f: f["fired_after_s"], digits=2),
+        Fig(
+            "scheduled time -> last send (s)", lambda f: f["scheduled_to_last_send_s"],
+            target(f"<= {b['target_s']}", b["scheduled_to_last_send_s"], b["target_s"], at_most=True)
+            + f" (floor {b['floor_s']} s at 30/s)",
+        ),
+        Fig("first -> last send (s)", lambda f: f["first_to_last_send_s"]),
+        Fig("sends/s", lambda f: f["sends_per_s"]),
+        Fig("most sends in any 1 s", lambda f: f["max_sends_in_1s"], f"limit {PER_BOT_PER_S}"),
+        Fig("gap between sends p99 (ms)", lambda f: f["send_gap_p99_ms"]),
+        Fig("chats reached", lambda f: f["received"]),
+        Fig("lost", lambda f: f["lost"], target("0", b["lost"], 0, at_most=True)),
+        Fig("sent twice", lambda f: f["duplicates"], target("0", b["duplicates"], 0, at_most=True)),
     ]
-    return "\n".join(lines)
+    live = [
+        Fig("latency p50 (ms)", lambda f: f["p50_ms"]),
+        Fig("latency p95 (ms)", lambda f: f["p95_ms"]),
+        Fig(
+            "latency p99 (ms)", lambda f: f["p99_ms"],
+            target("at most 2x", p99_ratio, 2.0, at_most=True), ratio=True,
+        ),
+        Fig("latency max (ms)", lambda f: f["max_ms"]),
+        Fig("replies", lambda f: f["samples"]),
+        Fig("lost", lambda f: f["lost"]),
+    ]
+    header = ("figure", "idle", "during the broadcast", "broadcast / idle", "target")
+    return "\n".join([
+        section(f"broadcast of {b['chats']:,} chats ({size})", [table(figs, b)]),
+        section(
+            f"live replies of another bot, {args.live_rate:g} message(s)/s",
+            [
+                table(live, idle, load, header=header, flip=True),
+                "  With few samples p99 is close to the maximum: one slow reply moves it.",
+            ],
+        ),
+    ])
 
 
 def main(argv: list[str] | None = None) -> int:

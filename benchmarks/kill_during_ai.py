@@ -299,15 +299,9 @@ def kill_scenario(ctx: Any, p: KillParams) -> Figures:
     return with_rig(ctx, rig, body)
 
 
-def render(results: dict[str, Figures], header: list[str]) -> str:
-    from benchmarks.report import Row, fmt, section, table, target
+def render_kill(f: Figures) -> str:
+    from benchmarks.report import Fig, fmt, logs_line, section, table, target
 
-    parts = [section("Botfleet: worker SIGKILL during an AI call", header)]
-    f = results.get("kill")
-    if f is None:
-        return "\n".join(parts)
-    if "error" in f:
-        return "\n".join([*parts, section("kill", [f"  did not complete: {f['error']}"])])
     p, trials = f["params"], f["trials"]
     done = [t for t in trials if "error" not in t]
     times = [t["kill_to_reply_s"] for t in done if t["kill_to_reply_s"] is not None]
@@ -326,53 +320,29 @@ def render(results: dict[str, Figures], header: list[str]) -> str:
             f"replacement ready after {t['replacement_ready_after_kill_s']} s, "
             f"Gemini calls {t['gemini_calls']} {t['gemini_statuses']}, reply state {t['reply_state']}"
         )
-    rows: list[Row] = [
-        (
-            "trials run / asked",
-            f"{len(done)} / {p['trials']}",
-            "",
-            "",
+    figs = [
+        Fig(
+            "trials run / asked", lambda _: f"{len(done)} / {p['trials']}",
             target(f"{TARGET_TRIALS} trials", len(done), TARGET_TRIALS, at_most=False),
         ),
-        (
-            "kill to reply (s), max",
-            fmt(worst),
-            "",
-            "",
+        Fig(
+            "kill to reply (s), max", lambda _: worst,
             target(f"<= {TARGET_S:g}", worst, TARGET_S, at_most=True)
             + ("" if worst is not None else f" (a trial had no reply within {p['reply_timeout']:g} s)"),
         ),
-        (
-            "kill to reply (s), each",
-            ", ".join(fmt(t) for t in times) or "n/a",
-            "",
-            "",
-            f"n={len(times)}",
-        ),
-        (
-            "replied exactly once",
-            f"{len(once)} of {len(done)}",
-            "",
-            "",
+        Fig("kill to reply (s), each", lambda _: ", ".join(fmt(t) for t in times) or "n/a", f"n={len(times)}"),
+        Fig(
+            "replied exactly once", lambda _: f"{len(once)} of {len(done)}",
             target("all", len(done) - len(once), 0, at_most=True),
         ),
-        (
+        Fig(
             "duplicates (chats with more than one reply)",
-            fmt(sum(1 for t in done if t["replies_at_end"] > 1)),
-            "",
-            "",
+            lambda _: sum(1 for t in done if t["replies_at_end"] > 1),
             "counted again after the last trial"
             + (f" and {p['final_wait']:g} s more" if p["final_wait"] else ""),
         ),
-        (
-            "fallback replies",
-            fmt(sum(1 for t in done if t["kind"] == "fallback")),
-            "",
-            "",
-            "",
-        ),
+        Fig("fallback replies", lambda _: sum(1 for t in done if t["kind"] == "fallback")),
     ]
-    logs = f["logs"]
     title = (
         f"kill: {p['trials']} trial(s), Gemini latency {p['latency']:g} s, SIGKILL {p['kill_after']:g} s "
         f"into the call, {p['workers']} worker(s) x {p['concurrency']} threads, poll timeout "
@@ -380,18 +350,16 @@ def render(results: dict[str, Figures], header: list[str]) -> str:
     )
     notes = [
         *lines,
-        f"  worker/beat logs: {logs['warnings']} warnings, {logs['errors']} errors, "
-        f"{logs['tracebacks']} tracebacks",
-        *(f"      {count:>5} x {message}" for message, count in logs["top"].items()),
+        logs_line("worker/beat logs", f["logs"]),
         "  a task message the killed worker held is re-delivered by Redis only after the "
         "visibility timeout (600 s): --final-wait 620 to see whether that duplicates a reply",
     ]
-    parts.append(section(title, [table(rows, with_baseline=False), *notes]))
-    return "\n".join(parts)
+    return section(title, [table(figs, f), *notes])
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    from benchmarks.report import renderer
     from benchmarks.rigging import Context
     from benchmarks.traffic import UserIds
 
@@ -415,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         poll_timeout=args.poll_timeout,
     )
     setup = f"{args.workers} worker(s) x {args.concurrency} threads; {args.trials} trial(s)"
+    render = renderer("Botfleet: worker SIGKILL during an AI call", {"kill": render_kill})
     code = runner.report_finish(outcome, runner.machine_header(outcome, setup), render, args.json)
     if code == 0:
         trials = outcome.results.get("kill", {}).get("trials", [])

@@ -34,7 +34,7 @@ class Params:
     start_threads: int
     supervisor: str  # "beat": a real celery-beat process; "driver": call it from here
     worker_loglevel: str = "WARNING"  # INFO logs every task with its run time (diagnosis)
-    profile_workers: bool = False  # sample the workers' thread stacks (diagnosis)
+    profile_workers: bool = False  # py-spy on every worker (diagnosis)
     web: bool = True  # idle: run the web process (gunicorn) too, as the whole system
 
 

@@ -29,7 +29,8 @@ def common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile-workers",
         action="store_true",
-        help="sample the workers' thread stacks into the logs directory (implies --keep-files)",
+        help="py-spy on every worker, its threads' stacks summed into the logs directory "
+        "(implies --keep-files)",
     )
     parser.add_argument(
         "--keep-files", action="store_true", help="keep the logs and database (path printed)"

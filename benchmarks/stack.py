@@ -21,10 +21,12 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import redis
 
-from benchmarks import procs
+from benchmarks import procs, profiling
+from benchmarks.report import profile_lines
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 QUEUES = "polling,replies,scheduled,default"
@@ -200,7 +202,7 @@ class Rig:
     ) -> None:
         self.stack = stack
         self.loglevel = loglevel
-        self.profile = profile  # run workers under benchmarks.stack_sampler
+        self.profile = profile  # py-spy on every worker (benchmarks.profiling)
         self.scenario = scenario
         self.worker_count = workers
         self.concurrency = concurrency
@@ -212,6 +214,7 @@ class Rig:
         self.baseline: procs.Child | None = None
         self._generation = 0  # worker generations (recovery starts a second one)
         self._added = 0  # single workers added later (worker_add)
+        self._spies: list[tuple[str, Any]] = []  # --profile-workers: (tag, profiling.spy_start)
 
     def _log(self, name: str) -> Path:
         return self.stack.workdir / "logs" / f"{self.scenario}-{name}.log"
@@ -243,6 +246,7 @@ class Rig:
             for n in range(1, self.worker_count + 1)
         ]
         self._wait_workers_ready(names, timeout)
+        self._spies_start(self.workers[-len(names):])
         return names
 
     def worker_add(self, timeout: float = 90) -> procs.Child:
@@ -250,6 +254,7 @@ class Rig:
         self._added += 1
         name = self._worker_spawn(f"added{self._added}", f"added worker {self._added}")
         self._wait_workers_ready([name], timeout)
+        self._spies_start(self.workers[-1:])
         return self.workers[-1]
 
     def _worker_spawn(self, tag: str, label: str) -> str:
@@ -259,7 +264,8 @@ class Rig:
             procs.spawn(
                 label,
                 [
-                    *self._python_prefix(f"worker{tag}"),
+                    sys.executable,
+                    "-m",
                     "celery",
                     "-A",
                     "config",
@@ -284,11 +290,24 @@ class Rig:
         )
         return name.split("@")[0]
 
-    def _python_prefix(self, name: str) -> list[str]:
-        if not self.profile:
-            return [sys.executable, "-m"]
-        out = self.stack.workdir / "logs" / f"{self.scenario}-{name}-stacks.txt"
-        return [sys.executable, "-m", "benchmarks.stack_sampler", str(out), "--"]
+    def _spies_start(self, workers: list[procs.Child]) -> None:
+        """--profile-workers: py-spy on each new worker from when it is ready until it
+        exits: every thread, waiting ones too (where the wall-clock time goes), or with
+        BENCH_PROFILE=cpu the running ones only (where the CPU goes)."""
+        for worker in workers if self.profile else []:
+            idle = os.environ.get("BENCH_PROFILE") != "cpu"
+            spy = profiling.spy_start(self, worker.log_path.stem, worker.pid, idle=idle)
+            self._spies.append((worker.log_path.stem, spy))
+
+    def _spies_finish(self) -> None:
+        """Each worker's samples summed up into logs/<scenario>-worker<tag>-stacks.txt."""
+        for tag, spy in self._spies:
+            summary = spy if isinstance(spy, dict) else profiling.spy_finish(*spy, profiling.WORKER_ROOTS)
+            clock = "CPU" if os.environ.get("BENCH_PROFILE") == "cpu" else "wall clock"
+            heading = f"py-spy on {tag}, {clock}, threads in {' or '.join(profiling.WORKER_ROOTS)}"
+            lines = profile_lines(summary, heading, indent="", top=20)
+            (self.stack.workdir / "logs" / f"{tag}-stacks.txt").write_text("\n".join(lines) + "\n")
+        self._spies = []
 
     def _wait_workers_ready(self, names: list[str], timeout: float) -> None:
         from config.celery import app
@@ -462,6 +481,7 @@ class Rig:
     def close(self) -> None:
         """Workers before the emulator (so they do not log a storm of refused polls)."""
         procs.stop_all(self.live_workers(), grace=15)
+        self._spies_finish()
         for child in (self.beat, self.web, self.baseline, self.emulator):
             if child is not None:
                 procs.stop(child, grace=10)

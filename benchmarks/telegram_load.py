@@ -18,8 +18,28 @@ import sys
 from typing import Any
 
 from benchmarks import runner
+from benchmarks.report import (
+    Fig,
+    Figures,
+    fmt,
+    logs_line,
+    peer_given,
+    peer_ratio_target,
+    renderer,
+    section,
+    stage_lines,
+    table,
+    target,
+)
 
 ORDER = ["burst", "paced", "idle", "recovery"]
+TARGET_BURST_RPS = 300
+TARGET_BURST_PEER_RATIO = 1.0  # Botfleet replies/s over the PTB peer's
+TARGET_PACED_P50_MS = 30
+TARGET_PACED_P99_MS = 150
+TARGET_IDLE_RSS_MIB = 1024
+TARGET_IDLE_CPU_CORES = 0.1
+TARGET_RECOVERY_S = 60
 
 # Per scenario: the issue's sizes, and the --quick smoke-test sizes.
 FULL: dict[str, dict[str, float]] = {
@@ -129,7 +149,6 @@ def params_for(name: str, args: argparse.Namespace) -> Any:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     from benchmarks.scenarios import SCENARIOS, Context
-    from benchmarks.summary import render
     from benchmarks.traffic import UserIds
 
     outcome = runner.scenarios_run(
@@ -144,6 +163,235 @@ def main(argv: list[str] | None = None) -> int:
         f"{'--quick smoke sizes' if args.quick else 'full sizes'}"
     )
     return runner.report_finish(outcome, runner.machine_header(outcome, setup), render, args.json)
+
+
+# --- the report: which figures each scenario shows ------------------------------------------
+
+
+def load_figs(
+    *, rate: str = "", lost: str = "", duplicates: str = "", p50: str = "", p99: str = "", rss: str = ""
+) -> list[Fig]:
+    """Burst and paced, Botfleet beside the PTB peer; the targets' notes as given."""
+
+    def latency(key: str, note: str = "") -> Fig:
+        return Fig(f"latency {key[:-3]} (ms)", lambda f: f["latency"][key], note, ratio=True)
+
+    def cores(group: str) -> Fig:
+        return Fig(f"CPU, {group} (cores)", lambda f: f["cpu_cores"].get(group), digits=2)
+
+    return [
+        Fig("replies/s (first injection to last reply)", lambda f: f["replies_per_s"], rate, ratio=True),
+        Fig("lost replies", lambda f: f"{f['lost']} of {f['messages']}", lost),
+        Fig("chats with duplicate replies", lambda f: f["duplicate_chats"], duplicates),
+        Fig("replies not echoing the message", lambda f: f["wrong_text"]),
+        Fig("latency samples (one per answered message)", lambda f: f["latency"]["samples"]),
+        latency("p50_ms", p50),
+        latency("p95_ms"),
+        latency("p99_ms", p99),
+        latency("max_ms"),
+        Fig(
+            "peak RSS, system under test (MiB)", lambda f: f["rss_peak_mib"].get("workers"),
+            rss, peer=lambda f: f["rss_peak_mib"].get("baseline"),
+        ),
+        Fig(
+            "CPU, system under test (cores)", lambda f: f["cpu_cores"].get("workers"), digits=2,
+            peer=lambda f: f["cpu_cores"].get("baseline"),
+        ),
+        cores("emulator"),
+        cores("driver"),
+        Fig("machine CPU busy (all cores, anyone's)", lambda f: f"{f['machine_cpu_busy']:.0%}"),
+        Fig(
+            "injection",
+            lambda f: f"{f['messages']} in {f['injection_s']} s ({f['injection_rate_per_s']}/s)",
+        ),
+        Fig("measured window (s)", lambda f: f["window_s"]),
+    ]
+
+
+def load_notes(ours: Figures, theirs: Figures | None) -> list[str]:
+    notes = [
+        f"  Botfleet: {ours['bots']} bots ({ours['polling_bots']} polling before the load), "
+        f"start failures {ours['start_failures']}; beat CPU {fmt(ours['cpu_cores'].get('beat'), digits=3)} cores",
+        f"  Botfleet message log (incoming by reply state): {ours['reply_states']}",
+        f"  Botfleet tasks: {ours['tasks']}",
+        logs_line("Botfleet worker/beat logs", ours["logs"]),
+    ]
+    if theirs:
+        notes.append(f"  PTB baseline (the peer), as given: {peer_given(theirs.get('given'))}")
+        notes.append(f"  PTB baseline handler errors: {theirs['errors'] or 'none'}")
+    for who, figures in (("Botfleet", ours), ("PTB baseline", theirs)):
+        if figures:
+            notes += stage_lines(f"{who} latency by stage", figures["stages"])
+    return notes
+
+
+def render_load(kind: str, figures: Figures) -> str:
+    """Burst or paced: Botfleet beside the peer, with the kind's targets."""
+    ours, theirs, p = figures["botfleet"], figures.get("baseline"), figures["params"]
+    notes = {"rss": f"{ours['rss_samples']} samples"}
+    if kind == "burst":
+        rate = ours["replies_per_s"]
+        notes["rate"] = target(f">= {TARGET_BURST_RPS}", rate, TARGET_BURST_RPS, at_most=False) + (
+            "; " + peer_ratio_target(rate, theirs["replies_per_s"], TARGET_BURST_PEER_RATIO) if theirs else ""
+        )
+        notes["lost"] = target("0", ours["lost"], 0, at_most=True)
+        notes["duplicates"] = target("0", ours["duplicate_chats"], 0, at_most=True)
+        load = f"{p['messages']} messages"
+    else:
+        p50, p99 = ours["latency"]["p50_ms"], ours["latency"]["p99_ms"]
+        notes["p50"] = target(f"<= {TARGET_PACED_P50_MS}", p50, TARGET_PACED_P50_MS, at_most=True)
+        notes["p99"] = target(f"<= {TARGET_PACED_P99_MS}", p99, TARGET_PACED_P99_MS, at_most=True)
+        load = f"{p['rate']:g} messages/s for {p['duration']:g} s"
+    title = (
+        f"{kind}: {p['bots']} bots, {load}, {p['workers']} worker(s) x {p['concurrency']} threads, "
+        f"poll timeout {p['poll_timeout_s']} s"
+    )
+    return section(title, [table(load_figs(**notes), ours, theirs), *load_notes(ours, theirs)])
+
+
+def render_idle(f: Figures) -> str:
+    p, floor = f["params"], f.get("floor", {})
+    sys_rss, sys_cpu = f["rss_peak_mib"].get("system"), f["cpu_cores"].get("system")
+    start, poll = f["task_start_call_s"], f["start_to_first_poll_s"]
+    parts = ["workers", "beat", *(["web"] if p.get("web") else []), *(["redis"] if f.get("redis_measured") else [])]
+    groups = ("workers", "beat", "web", "redis")
+
+    def median_max(s: Figures) -> str:
+        return f"{fmt(s['median'], digits=3)} / {fmt(s['max'], digits=3)}"
+
+    figs = [
+        Fig("starting all tasks (s, wall)", lambda f: f["start_wall_s"], f"{f['start_failures']} failed"),
+        Fig("task_start call (s) median / max", lambda f: median_max(start), f"n={start['samples']}"),
+        Fig("Start to first getUpdates (s) median / max", lambda f: median_max(poll), f"n={poll['samples']}"),
+        Fig("bots never polled after Start", lambda f: f["never_polled"]),
+        Fig("idle window (s)", lambda f: f["idle_window_s"]),
+        Fig(
+            "WHOLE SYSTEM CPU in window (cores)", lambda f: sys_cpu,
+            target(f"<= {TARGET_IDLE_CPU_CORES}", sys_cpu, TARGET_IDLE_CPU_CORES, at_most=True)
+            + f"; {' + '.join(parts)}", digits=3,
+        ),
+        Fig(
+            "WHOLE SYSTEM RSS, peak in window (MiB)", lambda f: sys_rss,
+            target(f"<= {TARGET_IDLE_RSS_MIB}", sys_rss, TARGET_IDLE_RSS_MIB, at_most=True)
+            + f"; summed per sample, {f['rss_samples']} samples",
+        ),
+        Fig(
+            "  whole system PSS, end of window (MiB)", lambda f: f.get("system_pss_end_mib"),
+            "shared pages split between processes (summed RSS counts them per process)",
+        ),
+        Fig(
+            "  CPU (cores): workers / beat / web / Redis",
+            lambda f: " / ".join(fmt(f["cpu_cores"].get(k), digits=3) for k in groups),
+        ),
+        Fig(
+            "  RSS peak (MiB): workers / beat / web / Redis",
+            lambda f: " / ".join(fmt(f["rss_peak_mib"].get(k)) for k in groups),
+        ),
+        Fig("workers RSS, peak in window (MiB)", lambda f: f["rss_peak_mib"].get("workers")),
+        Fig("workers RSS, end of window (MiB)", lambda f: f["rss_end_mib"].get("workers")),
+        Fig("workers CPU in window (cores)", lambda f: f["cpu_cores"].get("workers"), digits=3),
+        Fig(
+            "bots polled in window", lambda f: f"{f['bots_polled_in_window']} of {f['bots']}",
+            f"each bot polls once per poll timeout ({p['poll_timeout_s']} s)",
+        ),
+        Fig(
+            "no bot running: workers CPU (cores) / RSS (MiB)",
+            lambda f: f"{fmt(floor.get('workers_cpu_cores'), digits=3)} / {fmt(floor.get('workers_rss_mib'))}",
+            f"over {fmt(floor.get('window_s'))} s",
+        ),
+        Fig(
+            "no bot running: whole system CPU (cores) / RSS (MiB)",
+            lambda f: f"{fmt(floor.get('system_cpu_cores'), digits=3)} / {fmt(floor.get('system_rss_mib'))}",
+        ),
+        Fig("workers CPU per getUpdates cycle, above that (ms)", lambda f: _per_cycle_ms(f, floor), "derived"),
+        Fig("getUpdates calls in window", lambda f: f["get_updates_in_window"]),
+        Fig(
+            "not the system: emulator / driver CPU (cores)",
+            lambda f: " / ".join(fmt(f["cpu_cores"].get(k), digits=3) for k in ("emulator", "driver")),
+        ),
+        Fig("emulator RSS peak (MiB)", lambda f: f["rss_peak_mib"].get("emulator")),
+        Fig("machine CPU busy (all cores, anyone's)", lambda f: f"{f['machine_cpu_busy']:.0%}"),
+    ]
+    title = (
+        f"idle: {p['bots']} bots, {p['duration']:g} s idle, poll timeout {p['poll_timeout_s']} s "
+        f"({p['poll_timeout_source']}), {p['workers']} worker(s) x {p['concurrency']} threads"
+    )
+    notes = [f"  tasks: {f['tasks']}", logs_line("worker/beat logs", f["logs"])]
+    if not f.get("redis_measured"):
+        notes.append("  Redis: REDIS_URL given, not ours: not in the whole-system figures")
+    notes.append(
+        "  the database: SQLite lives inside the processes above; a PostgreSQL server "
+        "(DATABASE_URL) is not measured"
+    )
+    if f["start_failure_examples"]:
+        notes.append(f"  start failures, e.g.: {f['start_failure_examples']}")
+    return section(title, [table(figs, f), *notes])
+
+
+def _per_cycle_ms(f: Figures, floor: Figures) -> float | None:
+    """Workers' CPU per poll cycle in the idle window, above the no-bot floor: what
+    scales with the number of bots (times bots / poll timeout = cycles per second)."""
+    cycles, cpu_s = f["get_updates_in_window"], f["cpu_s"].get("workers")
+    if not cycles or cpu_s is None or floor.get("workers_cpu_cores") is None:
+        return None
+    return round((cpu_s - floor["workers_cpu_cores"] * f["idle_window_s"]) * 1000 / cycles, 1)
+
+
+def render_recovery(f: Figures) -> str:
+    spread, latency, p = f["kill_to_poll_s"], f["latency"], f["params"]
+
+    def s(ms: float | None) -> str:
+        return fmt(None if ms is None else round(ms / 1000, 1))
+
+    figs = [
+        Fig(
+            "kill to every bot polling again (s)", lambda f: f["kill_to_all_polling_s"],
+            target(f"<= {TARGET_RECOVERY_S}", f["kill_to_all_polling_s"], TARGET_RECOVERY_S, at_most=True),
+        ),
+        Fig(
+            "kill to first poll per bot (s) median / max",
+            lambda f: f"{fmt(spread['median'])} / {fmt(spread['max'])}", f"n={spread['samples']}",
+        ),
+        Fig("bots polled again", lambda f: f"{f['bots_polled_again']} of {f['bots']}"),
+        Fig(
+            "outage (kill to restart) / workers ready (s)",
+            lambda f: f"{f['outage_s']} / {f['workers_ready_after_kill_s']}",
+        ),
+        Fig(
+            "outage messages answered", lambda f: f"{f['answered']} of {f['outage_messages']}",
+            target("all", f["lost"], 0, at_most=True),
+        ),
+        Fig(
+            "chats with duplicate replies", lambda f: f["duplicate_chats"],
+            target("0", f["duplicate_chats"], 0, at_most=True),
+        ),
+        Fig("replies not echoing the message", lambda f: f["wrong_text"]),
+        Fig(
+            "message to reply (s) median / max",
+            lambda f: f"{s(latency['p50_ms'])} / {s(latency['max_ms'])}", f"n={latency['samples']}",
+        ),
+    ]
+    title = (
+        f"recovery: {p['bots']} bots, {p['workers']} worker(s) SIGKILLed, supervisor via {p['supervisor']}, "
+        f"poll timeout {p['poll_timeout_s']} s, lease grace {p['lease_grace_s']} s"
+    )
+    notes = [
+        f"  message log: {f['reply_states']}",
+        f"  tasks: {f['tasks']}",
+        logs_line("worker/beat logs (both generations)", f["logs"]),
+    ]
+    return section(title, [table(figs, f), *notes])
+
+
+render = renderer(
+    "Botfleet load benchmark",
+    {
+        "burst": lambda f: render_load("burst", f),
+        "paced": lambda f: render_load("paced", f),
+        "idle": render_idle,
+        "recovery": render_recovery,
+    },
+)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ from benchmarks import procs, traffic
 from benchmarks.ai_load import API_KEY, MODEL, gemini_start
 from benchmarks.ai_traffic import gemini_figures, reply_errors
 from benchmarks.logscan import log_summary
-from benchmarks.report import progress
+from benchmarks.report import logs_line, progress
 from benchmarks.runner import Interrupted, sigterm_as_interrupt
 from benchmarks.stack import PROJECT_DIR, QUEUES, Rig, Stack
 from emulators.gemini import GeminiEmulatorClient
@@ -221,7 +221,7 @@ class TopologyRig(Rig):
 
     def worker_names(self) -> dict[int, str]:
         """Worker pid -> its name (w1...). The pid is in every claim and lease it holds
-        (config.workers.worker_id: host:pid:random)."""
+        (core.workers.worker_id: host:pid:random)."""
         return {child.pid: WORKERS[n] for n, child in enumerate(self.workers)}
 
     def live_pids(self) -> set[int]:
@@ -889,9 +889,7 @@ def logs_section(f: Findings) -> list[str]:
     logs = log_summary([child.log() for child in f.rig.children()])
     return [
         "== logs ==",
-        f"  workers, beat, web, Telegram emulator: {logs['warnings']} warnings, "
-        f"{logs['errors']} errors, {logs['tracebacks']} tracebacks",
-        *[f"    {count} x {message}" for message, count in logs["top"].items()],
+        *logs_line("workers, beat, web, Telegram emulator", logs).splitlines(),
         f"  tasks: {f.db['tasks']}",
         "",
     ]

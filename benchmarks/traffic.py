@@ -11,7 +11,7 @@ import itertools
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -79,10 +79,13 @@ def inject_burst(
     counter: ReplyCounter,
     label: str,
     threads: int = 8,
+    text: Callable[[int], str] | None = None,
 ) -> tuple[list[Injected], float]:
     """`count` messages spread round-robin over the bots, as fast as the emulator takes
-    them (several threads: one HTTP round trip at a time would pace the burst)."""
-    plan = [(tokens[n % len(tokens)], users.take(), f"{label} message {n}") for n in range(count)]
+    them (several threads: one HTTP round trip at a time would pace the burst). `text`:
+    the n-th message's text (default "<label> message <n>")."""
+    wording = text or (lambda n: f"{label} message {n}")
+    plan = [(tokens[n % len(tokens)], users.take(), wording(n)) for n in range(count)]
     began = time.monotonic()
     with ThreadPoolExecutor(threads, thread_name_prefix="inject") as pool:
         futures = [pool.submit(inject_one, emulator, *args) for args in plan]
@@ -104,9 +107,11 @@ def inject_paced(
     users: UserIds,
     counter: ReplyCounter,
     label: str,
+    text: Callable[[int], str] | None = None,
 ) -> tuple[list[Injected], float]:
     """One message every 1/rate seconds on a fixed schedule (a late one does not push
-    the later ones back), round-robin over the bots."""
+    the later ones back), round-robin over the bots. `text` as in `inject_burst`."""
+    wording = text or (lambda n: f"{label} message {n}")
     total = max(1, int(rate * duration))
     began = time.monotonic()
     injected = []
@@ -114,9 +119,7 @@ def inject_paced(
         delay = began + n / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        injected.append(
-            inject_one(emulator, tokens[n % len(tokens)], users.take(), f"{label} message {n}")
-        )
+        injected.append(inject_one(emulator, tokens[n % len(tokens)], users.take(), wording(n)))
         progress(lambda n=n: f"injected {n + 1}/{total}; " + counter.rate_line(label, total))
     return injected, time.monotonic() - began
 

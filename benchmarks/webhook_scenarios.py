@@ -3,14 +3,12 @@ idle. Each gets a fresh `Rig` (emulator, gunicorn, workers and beat as it needs 
 and bots of its own, and leaves the tasks stopped and the processes gone."""
 
 import json
-import signal
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -19,6 +17,7 @@ from benchmarks import fleet as fleets
 from benchmarks import procs, traffic
 from benchmarks.load import measure
 from benchmarks.logscan import log_summary
+from benchmarks.profiling import spy_finish, spy_start
 from benchmarks.report import latency_summary, progress
 from benchmarks.rigging import Context, Params, cpu_by_group, cpu_delta, fleet_label, with_rig
 from benchmarks.sampler import MachineCpu, RssSampler, mib, tree_pss
@@ -29,13 +28,11 @@ from benchmarks.webhook_load import (
     WORKER_CLASSES,
     WebParams,
 )
-from benchmarks.webhook_profile import py_spy, record_command, summarize
 from emulators.telegram import EmulatorClient
 
 Figures = dict[str, Any]
 FIRST_UPDATE_ID = 700_000_000
 WARM_S = 0.25  # web_warm: every answer of a round within this
-SPY_MAX_S = 600  # py-spy's own bound; spy_finish stops it sooner
 USER_BLOCK = 10_000_000  # user ids per load generator run: every update a chat of its own
 CORES = psutil.cpu_count() or 1
 OURS = ("web", "workers", "beat", "redis", "emulator", "baseline", "driver")  # cpu_by_group's groups
@@ -322,39 +319,6 @@ def _profile_web(rig: Rig, targets: list[dict[str, Any]], p: WebParams, tag: str
     summary = spy_finish(*spy)
     summary["accepted_per_s_while_profiled"] = phase["accepted_per_s"]
     summary["accepted"] = phase["accepted"]
-    return summary
-
-
-def spy_start(rig: Rig, tag: str, pid: int | None = None) -> tuple[procs.Child, Path] | Figures:
-    """py-spy recording a process tree (default: the web's) until spy_finish (or an
-    error figure)."""
-    executable = py_spy()
-    if pid is None and rig.web is not None:
-        pid = rig.web.pid
-    if executable is None or pid is None:
-        return {"error": "py-spy not installed (pip install py-spy)"}
-    logs = rig.stack.workdir / "logs"
-    out = logs / f"{tag}-pyspy.txt"
-    spy = procs.spawn(
-        "py-spy", record_command(executable, pid, SPY_MAX_S, out),
-        env=rig.stack.env(), cwd=PROJECT_DIR, log_path=logs / f"{tag}-pyspy.log",
-    )
-    time.sleep(1.0)  # attached before the load starts
-    return spy, out
-
-
-def spy_finish(spy: procs.Child, out: Path) -> Figures:
-    """Stop py-spy as Ctrl-C would (it writes what it has) and sum up its samples."""
-    if spy.running():
-        spy.popen.send_signal(signal.SIGINT)
-    deadline = time.monotonic() + 30
-    while spy.running() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    procs.stop(spy, grace=5)
-    if not out.exists():
-        return {"error": f"py-spy wrote nothing:\n{spy.log()[-1000:]}"}
-    summary = summarize(out.read_text(errors="replace"))
-    summary["raw_file"] = str(out)
     return summary
 
 
