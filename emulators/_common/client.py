@@ -22,24 +22,10 @@ from . import ops
 from .state import DEFAULT_CHUNK_DELAY, DEFAULT_FIRST_CHUNK_DELAY, FaultT, RecT
 
 
-class EmulatorControlError(RuntimeError):
-    """Base of each emulator package's ``EmulatorControlError``."""
+class _HttpClient:
+    """An emulator client over one httpx.Client: closed by close() or a with block."""
 
-
-class EmulatorControlClient(Generic[RecT, FaultT]):
-    # Set by each subclass: its RecordedRequest, Fault and EmulatorControlError.
-    _record_type: type[RecT]
-    _fault_type: type[FaultT]
-    _error_type: type[EmulatorControlError]
-
-    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
-        self.base_url = self._server_root(base_url)
-        self._http = httpx.Client(base_url=self.base_url + "/_emulator", timeout=timeout)
-
-    @staticmethod
-    def _server_root(base_url: str) -> str:
-        """The server root the control API hangs off, from what the caller passed."""
-        return base_url.rstrip("/")
+    _http: httpx.Client
 
     def close(self) -> None:
         self._http.close()
@@ -54,6 +40,27 @@ class EmulatorControlClient(Generic[RecT, FaultT]):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class EmulatorControlError(RuntimeError):
+    """Base of each emulator package's ``EmulatorControlError``."""
+
+
+class EmulatorControlClient(_HttpClient, Generic[RecT, FaultT]):
+    # Set by each subclass: its RecordedRequest, Fault and EmulatorControlError.
+    _record_type: type[RecT]
+    _fault_type: type[FaultT]
+    _error_type: type[EmulatorControlError]
+
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self.base_url = self._server_root(base_url)
+        self._http = httpx.Client(base_url=self.base_url + "/_emulator", timeout=timeout)
+
+    @staticmethod
+    def _server_root(base_url: str) -> str:
+        """The server root the control API hangs off, from what the caller passed."""
+        return base_url.rstrip("/")
+
 
     def _call(
         self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None
@@ -148,7 +155,7 @@ class EmulatorControlClient(Generic[RecT, FaultT]):
         return dict(self._call("GET", "/requests_per_minute")["counts"])
 
 
-class OpsClient(ops.OpsCaller):
+class OpsClient(_HttpClient, ops.OpsCaller):
     """The state's operations over HTTP (thread-safe, keep-alive); a subclass sets
     ``_op_signatures``."""
 
@@ -182,16 +189,3 @@ class OpsClient(ops.OpsCaller):
                     raise TimeoutError(f"no emulator at {self.url} after {timeout}s") from None
                 time.sleep(0.05)
 
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
