@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from bots import telegram, updates
@@ -100,8 +100,8 @@ def push_pass_over(*, task_id: int, push: Push) -> None:
     unreadable update (SkippedUpdate, the reason on the task)."""
     task = BotTask.objects.select_related("bot").get(pk=task_id)
     polled = telegram.Polled(updates=[], unreadable=[(push.update_id, push.problem)], received=1)
-    with transaction.atomic():
-        updates.batch_store(task=task, polled=polled, claim=False)
+    # The same retried transaction as a drain's: it writes the same task row.
+    dbwork.transaction_retrying(lambda: updates.batch_store(task=task, polled=polled, claim=False))
 
 
 def drain_request(bot_id: int) -> None:
