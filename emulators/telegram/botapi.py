@@ -1,4 +1,7 @@
-"""The Bot API methods Botfleet (and its benchmark peer) call, as ``/bot<token>/<method>``.
+"""The Bot API methods Botfleet (and its benchmark peer) call, as ``/bot<token>/<method>``:
+getMe, getUpdates, sendMessage, sendMessageDraft, editMessageText, getFile,
+sendChatAction, setWebhook, deleteWebhook, getWebhookInfo, setMyCommands and
+getMyCommands (the table at the bottom).
 
 Each takes ``(state, bot, params)`` (parameters decoded by the server) and returns the
 ``result`` or raises :class:`~.errors.ApiError` with Telegram's words. Any other
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -201,6 +205,33 @@ def send_message_draft(state: EmulatorState, bot: Bot, params: JSON) -> bool:
     return True
 
 
+def edit_message_text(state: EmulatorState, bot: Bot, params: JSON) -> JSON:
+    """A new text (and entities) for one of the bot's messages, with ``edit_date``; the
+    edited message is the result. ``inline_message_id`` is not emulated; the topic
+    (``message_thread_id``) is the message's own. The errors are Telegram's."""
+    body, entities = _text(params, required=True)
+    message_id = _int(params, "message_id")
+    if not message_id:
+        raise bad_request("message identifier is not specified")
+    chat = _writable_chat(state, bot, params)
+    message = state.world.find_message(bot, chat["id"], message_id)
+    if message is None:
+        raise bad_request("message to edit not found")
+    if message["from"].get("id") != bot.id or "text" not in message:
+        raise bad_request("message can't be edited")
+    if message["text"] == body and message.get("entities", []) == entities:
+        raise bad_request(
+            "message is not modified: specified new message content and reply markup are"
+            " exactly the same as a current content and reply markup of the message"
+        )
+    message.pop("entities", None)
+    message.update(
+        text=body, edit_date=int(time.time()), **({"entities": entities} if entities else {})
+    )
+    state.sent.edited(bot.id, message)
+    return dict(message)
+
+
 def get_file(state: EmulatorState, bot: Bot, params: JSON) -> JSON:
     return state.sent.get_file(bot.id, str(params.get("file_id") or ""))
 
@@ -286,6 +317,7 @@ METHODS: dict[str, Method] = {
     "getupdates": get_updates,
     "sendmessage": send_message,
     "sendmessagedraft": send_message_draft,
+    "editmessagetext": edit_message_text,
     "getfile": get_file,
     "sendchataction": send_chat_action,
     "setwebhook": set_webhook,

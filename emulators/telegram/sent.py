@@ -1,5 +1,6 @@
-"""What the bots did: their Bot API calls, the messages they sent, chat actions, drafts,
-and the files they may fetch (those of the media in their updates) and fetched.
+"""What the bots did: their Bot API calls, the messages they sent (as they read now,
+after any editMessageText) and their edits, chat actions, drafts, and the files they
+may fetch (those of the media in their updates) and fetched.
 
 Records are what tests and benchmarks read (``sent_messages``, ``calls``, ...) and
 wait for (``wait_for_sent``, ``wait_for_calls``). A call log entry never holds a
@@ -88,6 +89,8 @@ class Log:
 
     messages: list[JSON] = field(default_factory=list)
     by_chat: dict[int, list[JSON]] = field(default_factory=dict)
+    by_id: dict[tuple[int, int], JSON] = field(default_factory=dict)  # (chat_id, message_id)
+    edits: list[JSON] = field(default_factory=list)
     actions: list[JSON] = field(default_factory=list)
     drafts: list[JSON] = field(default_factory=list)
     call_counts: dict[str, int] = field(default_factory=dict)  # by lower-cased method
@@ -151,10 +154,39 @@ class Sent:
             "message_thread_id": message.get("message_thread_id"),
             "time": time.time(),
             "message": dict(message),
+            "edits": 0,
+            "edited_at": None,
         }
         log = self.logs[bot_id]
         log.messages.append(record)
         log.by_chat.setdefault(record["chat_id"], []).append(record)
+        log.by_id[record["chat_id"], record["message_id"]] = record
+        log.changed()
+
+    def edited(self, bot_id: int, message: JSON) -> None:
+        """editMessageText changed ``message``: its record now reads so (``edits``,
+        ``edited_at``), and the edit is logged."""
+        log, now = self.logs[bot_id], time.time()
+        chat_id, message_id = message["chat"]["id"], message["message_id"]
+        text, entities = message.get("text"), message.get("entities", [])
+        record = log.by_id.get((chat_id, message_id))
+        if record is not None:
+            record.update(
+                text=text,
+                entities=entities,
+                message=dict(message),
+                edits=record["edits"] + 1,
+                edited_at=now,
+            )
+        log.edits.append(
+            {
+                "chat_id": chat_id,
+                "message_id": message_id,
+                "text": text,
+                "entities": entities,
+                "at": now,
+            }
+        )
         log.changed()
 
     def action(self, bot_id: int, chat_id: int, action: str, thread_id: int | None) -> None:
@@ -281,8 +313,10 @@ class Sent:
 
     @control_op
     def sent_messages(self, token: str, chat_id: int | None = None) -> list[JSON]:
-        """The bot's messages, oldest first: ``{chat_id, message_id, text, entities,
-        reply_to_message_id, message_thread_id, time, method, message}``."""
+        """The bot's messages, oldest first: ``{bot_id, method, chat_id, message_id, text,
+        entities, reply_to_message_id, message_thread_id, time, message, edits,
+        edited_at}``. An edited one reads as it does now (``text``, ``entities``,
+        ``message``); ``edits`` counts its edits, ``edited_at`` is the last one's time."""
         log = self.log(token)
         return list(log.messages if chat_id is None else log.by_chat.get(chat_id, ()))
 
@@ -296,6 +330,12 @@ class Sent:
         """sendMessageDraft calls, oldest first: ``{chat_id, draft_id, text, entities,
         message_thread_id, at}`` (text "" is the "Thinking..." placeholder)."""
         return [d for d in self.log(token).drafts if chat_id in (None, d["chat_id"])]
+
+    @control_op
+    def edits(self, token: str, chat_id: int | None = None) -> list[JSON]:
+        """editMessageText calls that changed a message, oldest first: ``{chat_id,
+        message_id, text, entities, at}`` (the new text)."""
+        return [e for e in self.log(token).edits if chat_id in (None, e["chat_id"])]
 
     @control_op
     def file_downloads(self, token: str) -> list[JSON]:

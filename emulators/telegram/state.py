@@ -2,7 +2,8 @@
 
 * :class:`~.world.World` – bots, people, chats, the messages in them;
 * :class:`~.updates.Updates` – each bot's queue, offsets, long polls, webhook delivery;
-* :class:`~.sent.Sent` – what the bots did: calls, messages, chat actions, drafts, files.
+* :class:`~.sent.Sent` – what the bots did: calls, messages, edits, chat actions, drafts,
+  files.
 
 :class:`EmulatorState` composes them and adds what touches several: registering a
 bot, what people do (each injection makes messages in the world and pushes an

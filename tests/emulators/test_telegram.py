@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from telegram import Bot, MessageEntity, ReplyParameters
+from telegram import Bot, Message, MessageEntity, ReplyParameters
 from telegram.error import (
     BadRequest,
     ChatMigrated,
@@ -85,7 +85,7 @@ def test_it_answers_get_me_and_refuses_unknown_tokens_and_methods(
         {"ok": False, "error_code": 404, "description": "Not Found"},
     )
     assert (
-        call(telegram_emulator, telegram_bot["token"], "editMessageText").status_code == 404
+        call(telegram_emulator, telegram_bot["token"], "deleteMessage").status_code == 404
     )  # not emulated
 
 
@@ -282,6 +282,95 @@ def test_it_shows_drafts_in_private_chats_only(telegram_emulator, telegram_bot) 
         (7, "Thinking about it")
     ]
     assert telegram_emulator.sent_messages(token) == []  # a draft is no message
+
+
+# --------------------------------------------------------------------------- editing
+
+
+def test_it_edits_the_bots_message_in_place(telegram_emulator, telegram_bot) -> None:  # type: ignore[no-untyped-def]
+    token = telegram_bot["token"]
+    group = telegram_emulator.add_group()["id"]
+
+    async def body(bot: Bot) -> tuple[Message, Message, Message]:
+        sent = await bot.send_message(group, "Draft")
+        grown = await bot.edit_message_text("Draft, then more", group, sent.message_id)
+        bold = await bot.edit_message_text(  # the same text: new entities are a change
+            "Draft, then more", group, sent.message_id, entities=[MessageEntity("bold", 0, 5)]
+        )
+        return sent, grown, bold
+
+    sent, grown, bold = run_with_bot(telegram_emulator, token, body)
+
+    assert isinstance(grown, Message) and grown.message_id == sent.message_id
+    assert (grown.text, grown.entities, sent.edit_date) == ("Draft, then more", (), None)
+    assert grown.edit_date is not None
+    assert [(e.type, e.offset, e.length) for e in bold.entities] == [("bold", 0, 5)]
+    (record,) = telegram_emulator.sent_messages(token, chat_id=group)  # reads as it does now
+    assert (record["text"], record["entities"], record["edits"]) == (
+        "Draft, then more",
+        [{"type": "bold", "offset": 0, "length": 5}],
+        2,
+    )
+    assert record["message"]["edit_date"] and record["edited_at"] >= record["time"]
+    assert [
+        (e["message_id"], e["text"], e["entities"]) for e in telegram_emulator.edits(token)
+    ] == [
+        (sent.message_id, "Draft, then more", []),
+        (sent.message_id, "Draft, then more", record["entities"]),
+    ]
+    assert telegram_emulator.edits(token, chat_id=telegram_emulator.add_group()["id"]) == []
+    assert telegram_emulator.wait_for_calls(token, "editMessageText", 2, timeout=1) == 2
+    reply = telegram_emulator.reply_to_bot(token, group, "ok")["message"]
+    assert reply["reply_to_message"]["text"] == "Draft, then more"  # the world has the new text
+
+
+NOT_MODIFIED = (
+    "BadRequest: Message is not modified: specified new message content and reply markup"
+    " are exactly the same as a current content and reply markup of the message"
+)
+
+
+@pytest.mark.parametrize(
+    ("edit", "refusal"),
+    [
+        ({"message_id": "mine", "text": "Mine"}, NOT_MODIFIED),
+        ({"message_id": 999, "text": "New"}, "BadRequest: Message to edit not found"),
+        ({"message_id": "theirs", "text": "New"}, "BadRequest: Message can't be edited"),
+        ({"message_id": "mine", "text": "  "}, "BadRequest: Message text is empty"),
+        ({"text": "New"}, "BadRequest: Message identifier is not specified"),
+        (
+            {"message_id": "mine", "text": "<b>New</b>", "parse_mode": "HTML"},
+            "BadRequest: Parse_mode is not emulated; send entities",
+        ),
+        (
+            {"message_id": "mine", "text": "New", "kicked": True},
+            "Forbidden: Forbidden: bot was kicked from the supergroup chat",
+        ),
+    ],
+    ids=["not-modified", "unknown", "theirs", "empty", "no-id", "parse-mode", "kicked"],
+)
+def test_it_refuses_edits_as_telegram_does(telegram_emulator, telegram_bot, edit, refusal) -> None:  # type: ignore[no-untyped-def]
+    token = telegram_bot["token"]
+    group = telegram_emulator.add_group()["id"]
+    theirs = telegram_emulator.send_group_message(token, "Theirs", chat_id=group)["message"]
+    mine = call(telegram_emulator, token, "sendMessage", chat_id=group, text="Mine").json()
+    ids = {"mine": mine["result"]["message_id"], "theirs": theirs["message_id"]}
+    edit = dict(edit)
+    if edit.pop("kicked", False):
+        telegram_emulator.remove_bot_from_group(token, group)
+    if "message_id" in edit:
+        edit["message_id"] = ids.get(edit["message_id"], edit["message_id"])
+
+    async def body(bot: Bot) -> str:
+        try:
+            await bot.edit_message_text(chat_id=group, **edit)
+        except (BadRequest, Forbidden) as exc:
+            return f"{type(exc).__name__}: {exc.message}"
+        return "edited"
+
+    assert run_with_bot(telegram_emulator, token, body) == refusal
+    assert [m["text"] for m in telegram_emulator.sent_messages(token)] == ["Mine"]
+    assert telegram_emulator.edits(token) == []
 
 
 # --------------------------------------------------------------------------- getUpdates
@@ -501,13 +590,15 @@ def test_it_runs_standalone_and_is_driven_over_http() -> None:
             async def main() -> str:
                 async with ptb(client, token) as bot:
                     (update,) = await bot.get_updates(timeout=5)
-                    await bot.send_message(
+                    sent = await bot.send_message(
                         update.message.chat.id, f"Hi {update.message.from_user.first_name}"
                     )
+                    await bot.edit_message_text(f"{sent.text}!", sent.chat.id, sent.message_id)
                     return f"{update.message.text} {update.message.entities[0].type}"
 
             assert asyncio.run(main()) == "/start bot_command"
-            assert [m["text"] for m in client.wait_for_sent(token, 1, timeout=5)] == ["Hi Remote"]
+            assert [m["text"] for m in client.wait_for_sent(token, 1, timeout=5)] == ["Hi Remote!"]
+            assert [e["text"] for e in client.edits(token)] == ["Hi Remote!"]
             with pytest.raises(TimeoutError):
                 client.wait_for_sent(token, 2, timeout=0.2)
             with pytest.raises(KeyError):
