@@ -423,6 +423,24 @@ async def send_message(
 _NO_LINK_PREVIEW = {"is_disabled": True}
 
 
+async def edit_message_text(
+    endpoint: BotEndpoint, *, chat_id: int, message_id: int, text: str,
+    entities: Sequence[dict[str, Any]] | None = None,
+) -> None:
+    """editMessageText of one of the bot's messages (on the I/O loop). Editing a message
+    to the text it already has is done, not an error (Telegram says "message is not
+    modified"): an edit redone after a crash finds its work already there."""
+    options: dict[str, Any] = {"link_preview_options": _NO_LINK_PREVIEW}
+    if entities:
+        options["entities"] = list(entities)
+    try:
+        await _call(endpoint, "edit_message_text", text=text, chat_id=chat_id, message_id=message_id,
+                    api_kwargs=options)
+    except RequestRejected as refused:
+        if "message is not modified" not in str(refused).lower():
+            raise
+
+
 async def send_message_draft(
     endpoint: BotEndpoint, *, chat_id: int, draft_id: int, text: str,
     entities: Sequence[dict[str, Any]] | None = None, message_thread_id: int | None = None,

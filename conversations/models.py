@@ -37,7 +37,15 @@ class Persona(models.Model):
     stream_replies = models.BooleanField(
         "stream replies", default=True,
         help_text="In private chats, show an AI answer as it is written (Telegram's message "
-        "drafts), then send it whole. Groups get the whole answer only.",
+        "drafts), then send it whole. Groups get the whole answer only, unless streaming in "
+        "groups by editing is on too.",
+    )
+    stream_group_edits = models.BooleanField(
+        "stream in groups by editing", default=False,
+        help_text="With “stream replies” on: in groups (which have no drafts), send the start "
+        "of an AI answer at once and edit it as the rest is written (at most every 1.5 s, only "
+        "while the group has used at most half of Telegram's 20 messages a minute), ending "
+        "with the whole answer. Each edit spends the group's message budget.",
     )
     remembers_users = models.BooleanField(
         "remember people", default=False,
@@ -239,6 +247,18 @@ class Message(models.Model):
     quote_telegram_message_id = models.BigIntegerField(
         null=True, blank=True, help_text="Outgoing: the Telegram message this part quotes."
     )
+    # --- edit-based streaming in groups (conversations.streaming.PreviewStream) -----------
+    preview_message_id = models.BigIntegerField(
+        null=True, blank=True,
+        help_text="Incoming: the Telegram message showing its answer as it was written "
+        "(streamed in a group by editing); the answer's first part replaces its text.",
+    )
+    edits_message_id = models.BigIntegerField(
+        null=True, blank=True,
+        help_text="Outgoing: sent by editing this Telegram message (a streamed preview) "
+        "instead of sending a new one. Editing twice to the same text is harmless, so such a "
+        "part is redone after a crash, never failed as interrupted.",
+    )
     # --- the claim: which worker answers (incoming) or sends (outgoing) this row ------
     claimed_by = models.CharField(max_length=64, blank=True, editable=False)
     claim_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -250,7 +270,8 @@ class Message(models.Model):
         null=True, blank=True, help_text="Streamed: milliseconds to the AI's first text."
     )
     first_draft_ms = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Streamed: milliseconds to the first draft the person saw."
+        null=True, blank=True, help_text="Streamed: milliseconds to the first draft (or, in a group, the first "
+        "preview message) the person saw."
     )
     tokens_in = models.PositiveIntegerField(null=True, blank=True)
     tokens_out = models.PositiveIntegerField(null=True, blank=True)

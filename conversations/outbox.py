@@ -8,13 +8,18 @@ composer in the same transaction that records what it is for. This module sends 
       ─▶ wait for a send slot (per chat, per group, per bot, broadcast pace, 429 block)
       ─▶ stamp `handed_at` (its own write, just before the request)
       ─▶ sendMessage ─▶ SENT (Telegram's id) and settle what the row is for
+         (or editMessageText of its streamed preview, for a reply's first part:
+         `edits_message_id`)
                       └▶ the failure ladder below
 
 Exactly once, by the stamp: a part without `handed_at` was never given to Telegram and
 is safe to send again after a crash; a part with it and no Telegram id may have
 reached Telegram (there is no idempotency key), so it is never sent again, only failed
 visibly ("interrupted"). A definite refusal from Telegram (429, 4xx, 5xx) clears the
-stamp: Telegram did not take the message.
+stamp: Telegram did not take the message. A part that edits a streamed preview is the
+exception: an edit redone gives the same message, so after a crash it is redone, never
+failed; if the preview cannot be edited (deleted, too old), the part forgets it (its own
+write, so the stamp rule holds again) and goes as a new message.
 
 The failure ladder: formatting rejected → the same text plain, once; 429 → the bot is
 blocked for retry_after (every worker) and the part waits; the chat is gone (blocked,
@@ -75,6 +80,7 @@ class Part:
     # Whether this is the last part of its message, when known (parts just created);
     # None for parts loaded after a take-over: settling then asks the database.
     last: bool | None = None
+    edits: int | None = None  # the Telegram message (a streamed preview) it replaces
 
     @property
     def broadcast(self) -> bool:
@@ -108,6 +114,7 @@ class Outgoing:
     thread: int | None = None  # the forum topic every part goes to
     scheduled_run: ScheduledRun | None = None
     first_fields: dict[str, Any] = field(default_factory=dict)  # recorded on the first part
+    edits: int | None = None  # the first part replaces this message's text (a preview)
 
 
 def parts_create(messages: Sequence[Outgoing]) -> list[list[Part]]:
@@ -123,6 +130,7 @@ def parts_create(messages: Sequence[Outgoing]) -> list[list[Part]]:
             scheduled_run=out.scheduled_run,
             scheduled_id=out.scheduled_run.scheduled_id if out.scheduled_run is not None else None,
             send_state=Message.SendState.SENDING, **claim,
+            edits_message_id=out.edits if index == 0 else None,
             **(out.first_fields if index == 0 else {}),
         )
         for out in messages
@@ -142,7 +150,7 @@ def _part(row: Message, chat: Chat, endpoint: telegram.BotEndpoint, last: bool |
         is_group=chat.is_group, text=row.text, entities=row.entities,
         quote=row.quote_telegram_message_id, thread=row.message_thread_id, reply_to_id=row.reply_to_id,
         scheduled_run_id=row.scheduled_run_id, attempts=row.attempts, endpoint=endpoint,
-        last=last,
+        last=last, edits=row.edits_message_id,
     )
 
 
@@ -243,7 +251,10 @@ async def _part_send(part: Part, summary: Sent) -> tuple[str, float]:
         if not await dbwork.write_many("outbox.stamp", _stamp, part.pk):
             return LOST, 0.0
         try:
-            telegram_id = await _deliver(part)
+            if part.edits is not None and not await _preview_edit(part):
+                await dbwork.write(_preview_forget, part.pk)
+                part = replace(part, edits=None)
+            telegram_id = part.edits if part.edits is not None else await _deliver(part)
         except telegram.FloodWait as flood:
             await ratelimit.bot_flood_block(bot_id=part.bot_id, seconds=flood.retry_after)
             await dbwork.write(_unstamp, part.pk, attempts, str(flood))
@@ -295,6 +306,23 @@ async def _deliver(part: Part) -> int:
     return sent.message_id
 
 
+async def _preview_edit(part: Part) -> bool:
+    """The part replaces the text of its streamed preview; False if Telegram will not
+    edit that message (gone, too old): the part then goes as a new message."""
+    assert part.edits is not None
+    try:
+        try:
+            await telegram.edit_message_text(
+                part.endpoint, chat_id=part.chat_id, message_id=part.edits, text=part.text, entities=part.entities,
+            )
+        except telegram.EntitiesRejected:
+            await telegram.edit_message_text(part.endpoint, chat_id=part.chat_id, message_id=part.edits, text=part.text)
+    except telegram.RequestRejected as refused:
+        log.info("message %s: its preview cannot be edited; sending it anew: %s", part.pk, refused)
+        return False
+    return True
+
+
 # --- the writes (each runs inside dbwork's shared transaction) -------------------------------
 
 
@@ -314,6 +342,10 @@ def _unstamp(pk: int, attempts: int, error: str) -> None:
     claims.mine(Message.objects.filter(pk=pk)).update(
         handed_at=None, attempts=attempts, error=error[:2000]
     )
+
+
+def _preview_forget(pk: int) -> None:
+    claims.mine(Message.objects.filter(pk=pk)).update(edits_message_id=None)
 
 
 def _release(pks: list[int], wait: float) -> None:
@@ -437,11 +469,12 @@ def run_parts_cancel(*, run_id: int, error: str) -> set[int]:
 
 
 def interrupted_fail(*, now: datetime) -> int:
-    """Rows whose claim expired after they were handed to Telegram: never sent again."""
+    """Rows whose claim expired after they were handed to Telegram: never sent again
+    (an edit of a preview is redone instead: takeover)."""
     rows = list(
         Message.objects.filter(
             send_state=Message.SendState.SENDING, claim_expires_at__lt=now,
-            handed_at__isnull=False, telegram_message_id__isnull=True,
+            handed_at__isnull=False, telegram_message_id__isnull=True, edits_message_id__isnull=True,
         ).select_related("chat")
     )
     for row in rows:
@@ -451,9 +484,11 @@ def interrupted_fail(*, now: datetime) -> int:
 
 def takeover(*, now: datetime, limit: int) -> list[int]:
     """Claim, for this process, the rows nobody is sending: claims that expired before
-    the stamp, and queued rows whose wait is over. Returns their ids (to parts_load)."""
+    the stamp (or at any point of an edit: redone, it gives the same message), and queued
+    rows whose wait is over. Returns their ids (to parts_load)."""
     expired = Message.objects.filter(
-        send_state=Message.SendState.SENDING, claim_expires_at__lt=now, handed_at__isnull=True
+        Q(handed_at__isnull=True) | Q(edits_message_id__isnull=False),
+        send_state=Message.SendState.SENDING, claim_expires_at__lt=now,
     )
     due = Message.objects.filter(
         Q(send_after__isnull=True) | Q(send_after__lte=now), send_state=Message.SendState.QUEUED

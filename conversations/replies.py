@@ -73,7 +73,8 @@ class Composition:
     finish_reason: str = ""
     error: str = ""
     first_token_ms: int | None = None  # streamed: the AI's first text
-    first_draft_ms: int | None = None  # streamed: the first draft the person saw
+    first_draft_ms: int | None = None  # streamed: the first draft (or group preview) the person saw
+    preview_message_id: int | None = None  # streamed in a group: the message the answer replaces
 
     @property
     def tokens(self) -> int:
@@ -319,10 +320,24 @@ async def _compose(job: _Job) -> Composition:
             _spawn(memory.summary_request(chat_id=job.message.chat_id, topic=job.message.message_thread_id or 0))
     if job.persona.remembers_users and job.message.sender_id is not None:
         _spawn(memory.notes_request(bot_id=job.message.bot_id, user_id=job.message.sender_id))
-    drafts = _drafts(job) if _streams(job) else None
+    stream = _stream(job)
+    try:
+        composition = await _generate(job, request, stream)
+    finally:
+        if stream is not None:
+            await stream.finish()  # the update in flight lands before the final message
+    # Whatever the answer became (the AI's, a retry's, the fallback line), it replaces
+    # the preview (_replies_enqueue): a half answer never stays as the last word.
+    return replace(
+        composition, first_draft_ms=stream.first_shown_ms if stream is not None else None,
+        preview_message_id=stream.preview_message_id if isinstance(stream, streaming.PreviewStream) else None,
+    )
+
+
+async def _generate(job: _Job, request: GenerationRequest, stream: streaming.Stream | None) -> Composition:
     try:
         result = await text_generate_async(
-            credential=job.credential, request=request, on_text=drafts.update if drafts else None
+            credential=job.credential, request=request, on_text=stream.update if stream else None
         )
     except ProviderError as failure:
         return Composition(text=job.persona.fallback_reply, error=str(failure))
@@ -330,9 +345,6 @@ async def _compose(job: _Job) -> Composition:
         # Never silence: whatever broke, the person gets the persona's fallback line.
         log.exception("message %s: the AI call failed unexpectedly", job.message.pk)
         return Composition(text=job.persona.fallback_reply, error="Unexpected error from the AI provider; see the worker log.")
-    finally:
-        if drafts is not None:
-            await drafts.finish()  # the draft in flight lands before the final message
     if not result.text.strip():
         return Composition(
             text=job.persona.fallback_reply, ai_model=result.model,
@@ -341,32 +353,37 @@ async def _compose(job: _Job) -> Composition:
     return Composition(
         text=result.text, ai_model=result.model, ai_latency_ms=result.latency_ms,
         tokens_in=result.tokens_in, tokens_out=result.tokens_out, finish_reason=result.finish_reason,
-        first_token_ms=result.first_token_ms, first_draft_ms=drafts.first_draft_ms if drafts else None,
+        first_token_ms=result.first_token_ms,
     )
 
 
-def _streams(job: _Job) -> bool:
-    """Drafts are for private chats (Telegram refuses them in groups), for personas that
-    stream, with a networked AI (whether its provider can stream is the provider's
-    business: text_generate_async streams only where it can, and drafts then stay
-    unused), and for a message answered promptly: one that waited in a backlog would
-    see its first draft later than a whole answer comes when the worker keeps up, and
-    drafts cost the CPU the backlog needs (measured: a burst answered 0.69x as fast
-    with drafts as without)."""
-    waited = (timezone.now() - job.message.created_at).total_seconds()
-    return bool(
-        job.remote and job.endpoint is not None
-        and job.persona.stream_replies and job.message.chat.type == Chat.Type.PRIVATE
-        and waited < streaming.BACKLOG_SECONDS
-    )
-
-
-def _drafts(job: _Job) -> streaming.DraftStream:
-    assert job.endpoint is not None  # _streams checked it
-    return streaming.DraftStream(
-        endpoint=job.endpoint, chat_id=job.message.chat.telegram_id, message_id=job.message.pk,
-        thread=job.message.message_thread_id, max_length=job.max_length,
-    )
+def _stream(job: _Job) -> streaming.Stream | None:
+    """How the answer is shown while it is written, if at all: drafts in a private chat;
+    in a group, a preview message edited as it grows, when the persona streams there too
+    (off by default: Telegram has no drafts in groups, and edits spend the group's 20
+    messages a minute). Only with a networked AI (whether its provider can stream is the
+    provider's business: text_generate_async streams only where it can, and the stream
+    then stays unused), and only for a message answered promptly: one that waited in a
+    backlog would see its first draft later than a whole answer comes when the worker
+    keeps up, and streaming costs the CPU the backlog needs (measured: a burst answered
+    0.69x as fast with drafts as without). An answer redone after a crash whose preview
+    was sent already is not streamed again: it replaces that preview."""
+    message = job.message
+    waited = (timezone.now() - message.created_at).total_seconds()
+    if not (job.remote and job.endpoint is not None and job.persona.stream_replies
+            and waited < streaming.BACKLOG_SECONDS):
+        return None
+    chat_id, thread = message.chat.telegram_id, message.message_thread_id
+    if message.chat.type == Chat.Type.PRIVATE:
+        return streaming.DraftStream(
+            endpoint=job.endpoint, chat_id=chat_id, thread=thread, max_length=job.max_length, message_id=message.pk,
+        )
+    if message.chat.is_group and job.persona.stream_group_edits and message.preview_message_id is None:
+        return streaming.PreviewStream(
+            endpoint=job.endpoint, chat_id=chat_id, thread=thread, max_length=job.max_length,
+            incoming_pk=message.pk, quote=message.telegram_message_id,
+        )
+    return None
 
 
 async def _media_attach(job: _Job, request: GenerationRequest) -> GenerationRequest:
@@ -507,6 +524,8 @@ def _replies_enqueue(
             # In groups the first part quotes the question, so people see whom the bot answers.
             quote=job.message.telegram_message_id if job.message.chat.is_group else None,
             thread=job.message.message_thread_id,
+            # A preview streamed now, or before a crash: the answer replaces its text.
+            edits=composition.preview_message_id or job.message.preview_message_id,
         )
         for job, composition, parts in replies
         if job.message.pk in ours and job.endpoint is not None

@@ -60,3 +60,16 @@ def test_it_allows_twenty_messages_a_minute_in_a_group(monkeypatch: pytest.Monke
     with pytest.raises(ratelimit.SlotUnavailable) as excinfo:
         acquire(bot_id=5, chat_id=-100, is_group=True, max_wait=1)
     assert excinfo.value.wait > 30
+
+
+def test_a_group_preview_takes_only_the_first_half_of_the_groups_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streaming by editing stops asking once the group has used half its 20 a minute;
+    the answers themselves still have the other half."""
+    monkeypatch.setattr(ratelimit, "PER_CHAT", (100, 1_000))  # isolate the group window
+    for _ in range(4):
+        acquire(bot_id=6, chat_id=-200, is_group=True, max_wait=0)  # answers already sent
+    previews = [aio.run(ratelimit.preview_slot_try(bot_id=6, chat_id=-200)) for _ in range(8)]
+
+    assert previews == [True] * (ratelimit.PREVIEW_GROUP_SHARE - 4) + [False] * 2
+    for _ in range(20 - ratelimit.PREVIEW_GROUP_SHARE):
+        acquire(bot_id=6, chat_id=-200, is_group=True, max_wait=0)  # room left for answers

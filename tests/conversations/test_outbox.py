@@ -40,14 +40,15 @@ def left_by_a_dead_worker(rows, *, lapsed: bool = True) -> None:  # type: ignore
     rows.update(claimed_by=DEAD_WORKER, claim_expires_at=expiry)
 
 
-def reply_in_flight(bot_task: BotTask, message: Message, texts: list[str]) -> list[Message]:
-    """A reply whose parts the dead worker had queued and was sending."""
+def reply_in_flight(bot_task: BotTask, message: Message, texts: list[str], edits: int | None = None) -> list[Message]:
+    """A reply whose parts the dead worker had queued and was sending (the first part
+    replacing the text of the preview `edits`, when given)."""
     Message.objects.filter(pk=message.pk).update(reply_state=Message.ReplyState.SENDING, claimed_by="", claim_expires_at=None)
     message.refresh_from_db()
     endpoint = outbox.telegram.BotEndpoint.of(message.bot)
     (parts,) = outbox.parts_create([outbox.Outgoing(
         bot=message.bot, chat=message.chat, parts=[FormattedText(t) for t in texts],
-        reply_to=message, endpoint=endpoint,
+        reply_to=message, endpoint=endpoint, edits=edits,
     )])
     rows = Message.objects.filter(pk__in=[p.pk for p in parts])
     left_by_a_dead_worker(rows)
@@ -94,6 +95,41 @@ def test_it_never_sends_again_a_part_handed_to_telegram(telegram_api, started, b
     assert (message.reply_state, message.error) == ("failed", outbox.INTERRUPTED)
 
 
+def preview_sent(message: Message, text: str) -> int:
+    """A preview of the answer, as streaming in a group sends it (here to any chat)."""
+    endpoint = outbox.telegram.BotEndpoint.of(message.bot)
+    sent = aio.run(outbox.telegram.send_message(endpoint, chat_id=message.chat.telegram_id, text=text))
+    return int(sent.message_id)
+
+
+def test_an_edit_of_a_preview_handed_to_telegram_is_redone_not_failed(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
+    message = stored(bot_task, telegram_api.send_private_message(started["token"], "hi"))
+    preview = preview_sent(message, "Hello th …")
+    first, second = reply_in_flight(bot_task, message, ["Hello there", "and more"], edits=preview)
+    Message.objects.filter(pk=first.pk).update(handed_at=timezone.now())  # then the worker died
+
+    reaped = reap_and_send()
+
+    assert reaped.interrupted == 0
+    sent = telegram_api.sent_messages(started["token"])
+    assert [(m["message_id"], m["text"]) for m in sent] == [(preview, "Hello there"), (sent[1]["message_id"], "and more")]
+    first.refresh_from_db()
+    message.refresh_from_db()
+    assert (first.send_state, first.telegram_message_id, message.reply_state) == ("sent", preview, "replied")
+
+
+def test_a_preview_that_cannot_be_edited_is_replaced_by_a_new_message(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
+    message = stored(bot_task, telegram_api.send_private_message(started["token"], "hi"))
+    (part,) = reply_in_flight(bot_task, message, ["Hello there"], edits=987654)  # deleted meanwhile
+
+    reap_and_send()
+
+    assert [m["text"] for m in telegram_api.sent_messages(started["token"])] == ["Hello there"]
+    part.refresh_from_db()
+    assert (part.send_state, part.edits_message_id) == ("sent", None)
+    assert part.telegram_message_id == telegram_api.sent_messages(started["token"])[0]["message_id"]
+
+
 def test_it_leaves_a_live_claim_alone(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
     message = stored(bot_task, telegram_api.send_private_message(started["token"], "hi"))
     (part,) = reply_in_flight(bot_task, message, ["Still being sent"])
@@ -129,6 +165,21 @@ def test_it_answers_a_message_whose_worker_died_while_composing(telegram_api, st
     assert len(sent) == 1 and "are you there?" in sent[0]["text"]
     message.refresh_from_db()
     assert (message.reply_state, message.attempts) == ("replied", 1)
+
+
+def test_an_answer_redone_after_a_crash_replaces_the_preview_its_worker_sent(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]
+    message = stored(bot_task, telegram_api.send_private_message(started["token"], "are you there?"))
+    preview = preview_sent(message, "I am …")
+    Message.objects.filter(pk=message.pk).update(preview_message_id=preview)
+    left_by_a_dead_worker(Message.objects.filter(pk=message.pk))
+
+    reap_and_send()
+
+    sent = telegram_api.sent_messages(started["token"])
+    assert [m["message_id"] for m in sent] == [preview]  # no second message…
+    assert "are you there?" in sent[0]["text"]  # …the preview became the answer
+    message.refresh_from_db()
+    assert message.reply_state == "replied"
 
 
 def test_it_gives_up_on_a_message_that_keeps_killing_its_worker(telegram_api, started, bot_task) -> None:  # type: ignore[no-untyped-def]

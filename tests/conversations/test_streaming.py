@@ -1,4 +1,5 @@
-"""Streaming replies: the answer shown as drafts while Gemini writes it, then sent once
+"""Streaming replies: the answer shown as drafts while Gemini writes it (in a group, a
+preview message edited as it grows, when the persona asks for it), then sent once
 through the outbox (conversations.streaming), through the emulators and a real worker."""
 
 import time
@@ -9,7 +10,7 @@ import pytest
 from bots.models import Bot
 from bots.services import task_start
 from conversations.models import Message
-from conversations.streaming import DRAFT_INTERVAL
+from conversations.streaming import DRAFT_INTERVAL, EDIT_INTERVAL, STILL_WRITING
 from credentials.models import AICredential
 from tests.factories import make_bot, make_persona, make_task
 
@@ -90,9 +91,10 @@ def test_drafts_are_never_sent_to_groups(celery_worker, telegram_api, gemini_api
     group = telegram_api.add_group(title="Team")
 
     telegram_api.send_group_message(info["token"], "{bot} hello team", chat_id=group["id"], mention_bot="username")
-    final_texts(telegram_api, info["token"], group["id"])
+    finals = final_texts(telegram_api, info["token"], group["id"])
 
     assert telegram_api.drafts(info["token"]) == []
+    assert len(finals) == 1 and telegram_api.edits(info["token"]) == []  # and no edits: off by default
 
 
 def test_a_draft_telegram_refuses_turns_drafts_off_and_the_answer_still_arrives(celery_worker, telegram_api, gemini_api, streaming_bot) -> None:  # type: ignore[no-untyped-def]
@@ -217,3 +219,86 @@ def test_a_message_that_waited_in_a_backlog_is_answered_whole(telegram_api, gemi
     assert [m["text"] for m in telegram_api.sent_messages(info["token"], chat_id=9622)] == [ANSWER]
     assert telegram_api.drafts(info["token"], chat_id=9621) == []
     assert telegram_api.drafts(info["token"], chat_id=9622) != []
+
+
+@pytest.fixture
+def group_streaming_bot(streaming_bot) -> tuple[Bot, dict[str, Any]]:  # type: ignore[no-untyped-def]
+    bot, info = streaming_bot
+    bot.persona.stream_group_edits = True
+    bot.persona.save()
+    return bot, info
+
+
+def group_answer(telegram_api: Any, bot: Bot, token: str, text: str) -> tuple[int, list[dict[str, Any]]]:
+    """Ask in a group; once the answer is settled, the group's messages from the bot."""
+    from tests.support.timing import wait_until
+
+    group = telegram_api.add_group(title="Team")
+    telegram_api.send_group_message(token, "{bot} " + text, chat_id=group["id"], mention_bot="username")
+    wait_until(lambda: Message.objects.filter(bot=bot, direction="in", reply_state__in=["replied", "failed"]).exists(),
+               timeout=30)
+    time.sleep(1.0)  # room for a duplicate or a late edit to show up
+    return group["id"], telegram_api.sent_messages(token, chat_id=group["id"])
+
+
+def test_in_a_group_the_answer_grows_by_edits_of_one_message(celery_worker, telegram_api, gemini_api, group_streaming_bot) -> None:  # type: ignore[no-untyped-def]
+    bot, info = group_streaming_bot
+    gemini_api.set_stream_timing(first_chunk_delay=0.3, chunk_delay=0.35, chunks=10)
+    gemini_api.script_replies([ANSWER])
+
+    group_id, sent = group_answer(telegram_api, bot, info["token"], "write something long")
+
+    question = Message.objects.get(bot=bot, direction="in")
+    assert [(m["text"], m["reply_to_message_id"]) for m in sent] == [(ANSWER, question.telegram_message_id)]
+    edits = telegram_api.edits(info["token"], chat_id=group_id)
+    assert len(edits) >= 2 and {e["message_id"] for e in edits} == {sent[0]["message_id"]}
+    growing = [e["text"] for e in edits[:-1]]
+    assert all(t.endswith(STILL_WRITING) and ANSWER.startswith(t.removesuffix(STILL_WRITING)) for t in growing)
+    assert [len(t) for t in growing] == sorted(len(t) for t in growing)
+    assert edits[-1]["text"] == ANSWER  # the outbox's final edit, without the mark
+    stamps = [e["at"] for e in edits[:-1]]
+    assert all(b - a >= EDIT_INTERVAL - 0.05 for a, b in zip(stamps, stamps[1:], strict=False)), stamps
+    assert telegram_api.drafts(info["token"]) == []
+    reply = Message.objects.get(bot=bot, direction="out")
+    assert (reply.telegram_message_id, question.preview_message_id) == (sent[0]["message_id"],) * 2
+    assert reply.first_draft_ms is not None and reply.first_draft_ms < reply.ai_latency_ms
+
+
+def test_a_group_stream_that_breaks_halfway_ends_as_the_whole_answer(celery_worker, telegram_api, gemini_api, group_streaming_bot) -> None:  # type: ignore[no-untyped-def]
+    bot, info = group_streaming_bot
+    gemini_api.set_stream_timing(first_chunk_delay=0.05, chunk_delay=0.6, chunks=8)
+    gemini_api.add_fault("stream_break", after_chunks=3)
+
+    _, sent = group_answer(telegram_api, bot, info["token"], "tell me a story")
+
+    asked = [r for r in gemini_api.requests() if r.contents and "tell me a story" in r.contents[-1].text]
+    assert [r.action for r in asked] == ["streamGenerateContent", "generateContent"]  # then asked whole
+    assert len(sent) == 1  # the preview, which became the answer
+    assert "tell me a story" in sent[0]["text"] and not sent[0]["text"].endswith(STILL_WRITING)
+    assert sent[0]["edits"] >= 1
+    assert Message.objects.get(bot=bot, direction="in").reply_state == Message.ReplyState.REPLIED
+
+
+def test_the_sandbox_group_shows_the_preview_growing(celery_worker, telegram_api, gemini_api, group_streaming_bot, admin_client, settings) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from django.urls import reverse
+
+    from tests.support.timing import wait_until
+
+    settings.SANDBOX_EMULATOR_URL = telegram_api.url
+    bot, info = group_streaming_bot
+    gemini_api.set_stream_timing(first_chunk_delay=0.1, chunk_delay=0.4, chunks=10)
+    gemini_api.script_replies([ANSWER])
+    url = reverse("sandbox:messages", args=[bot.pk]) + "?chat=group"
+
+    def from_bot() -> list[str]:
+        return [m["text"] for m in admin_client.get(url).json()["messages"] if m["from_bot"]]
+
+    admin_client.post(reverse("sandbox:send", args=[bot.pk]),
+                      json.dumps({"text": f"@{info['username']} hello", "chat": "group"}), content_type="application/json")
+    preview = wait_until(lambda: [t for t in from_bot() if t.endswith(STILL_WRITING)], timeout=20)
+    final = wait_until(lambda: [t for t in from_bot() if t == ANSWER], timeout=30)
+
+    assert ANSWER.startswith(preview[0].removesuffix(STILL_WRITING))
+    assert from_bot() == final == [ANSWER]  # the same message, grown into the answer
