@@ -13,6 +13,7 @@ from conversations.models import Message
 from conversations.streaming import DRAFT_INTERVAL, EDIT_INTERVAL, STILL_WRITING
 from credentials.models import AICredential
 from tests.factories import make_bot, make_persona, make_task
+from tests.support.timing import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -124,21 +125,28 @@ def test_a_persona_that_does_not_stream_sends_the_answer_whole(celery_worker, te
     assert AICredential.objects.count() == 1
 
 
-def test_the_sandbox_shows_the_draft_growing(celery_worker, telegram_api, gemini_api, streaming_bot, admin_client, settings) -> None:  # type: ignore[no-untyped-def]
+def sandbox_said(admin_client: Any, bot: Bot, text: str, chat: str) -> str:
+    """Say `text` in the sandbox's `chat` (private | group) with an answer ready to stream;
+    the URL of what the sandbox page shows of that chat."""
     import json
 
     from django.urls import reverse
 
-    from tests.support.timing import wait_until
+    admin_client.post(reverse("sandbox:send", args=[bot.pk]), json.dumps({"text": text, "chat": chat}),
+                      content_type="application/json")
+    return reverse("sandbox:messages", args=[bot.pk]) + f"?chat={chat}"
 
+
+@pytest.fixture
+def sandbox_streams(telegram_api, gemini_api, gemini_credential, settings) -> None:  # type: ignore[no-untyped-def]
+    # After gemini_credential, which resets the Gemini emulator.
     settings.SANDBOX_EMULATOR_URL = telegram_api.url
-    bot, _ = streaming_bot
     gemini_api.set_stream_timing(first_chunk_delay=0.1, chunk_delay=0.4, chunks=10)
     gemini_api.script_replies([ANSWER])
-    url = reverse("sandbox:messages", args=[bot.pk]) + "?chat=private"
 
-    admin_client.post(reverse("sandbox:send", args=[bot.pk]), json.dumps({"text": "hello", "chat": "private"}),
-                      content_type="application/json")
+
+def test_the_sandbox_shows_the_draft_growing(celery_worker, sandbox_streams, streaming_bot, admin_client) -> None:  # type: ignore[no-untyped-def]
+    url = sandbox_said(admin_client, streaming_bot[0], "hello", "private")
     draft = wait_until(lambda: admin_client.get(url).json()["draft"], timeout=20)
     final = wait_until(lambda: [m["text"] for m in admin_client.get(url).json()["messages"] if m["from_bot"]], timeout=30)
 
@@ -231,8 +239,6 @@ def group_streaming_bot(streaming_bot) -> tuple[Bot, dict[str, Any]]:  # type: i
 
 def group_answer(telegram_api: Any, bot: Bot, token: str, text: str) -> tuple[int, list[dict[str, Any]]]:
     """Ask in a group; once the answer is settled, the group's messages from the bot."""
-    from tests.support.timing import wait_until
-
     group = telegram_api.add_group(title="Team")
     telegram_api.send_group_message(token, "{bot} " + text, chat_id=group["id"], mention_bot="username")
     wait_until(lambda: Message.objects.filter(bot=bot, direction="in", reply_state__in=["replied", "failed"]).exists(),
@@ -279,24 +285,13 @@ def test_a_group_stream_that_breaks_halfway_ends_as_the_whole_answer(celery_work
     assert Message.objects.get(bot=bot, direction="in").reply_state == Message.ReplyState.REPLIED
 
 
-def test_the_sandbox_group_shows_the_preview_growing(celery_worker, telegram_api, gemini_api, group_streaming_bot, admin_client, settings) -> None:  # type: ignore[no-untyped-def]
-    import json
-
-    from django.urls import reverse
-
-    from tests.support.timing import wait_until
-
-    settings.SANDBOX_EMULATOR_URL = telegram_api.url
+def test_the_sandbox_group_shows_the_preview_growing(celery_worker, sandbox_streams, group_streaming_bot, admin_client) -> None:  # type: ignore[no-untyped-def]
     bot, info = group_streaming_bot
-    gemini_api.set_stream_timing(first_chunk_delay=0.1, chunk_delay=0.4, chunks=10)
-    gemini_api.script_replies([ANSWER])
-    url = reverse("sandbox:messages", args=[bot.pk]) + "?chat=group"
+    url = sandbox_said(admin_client, bot, f"@{info['username']} hello", "group")
 
     def from_bot() -> list[str]:
         return [m["text"] for m in admin_client.get(url).json()["messages"] if m["from_bot"]]
 
-    admin_client.post(reverse("sandbox:send", args=[bot.pk]),
-                      json.dumps({"text": f"@{info['username']} hello", "chat": "group"}), content_type="application/json")
     preview = wait_until(lambda: [t for t in from_bot() if t.endswith(STILL_WRITING)], timeout=20)
     final = wait_until(lambda: [t for t in from_bot() if t == ANSWER], timeout=30)
 
