@@ -93,6 +93,7 @@ class AiParams:
     profile_workers: bool = False
     baseline: bool = True  # burst, throughput: also run the PTB peer
     stream_replies: bool = True  # the persona's switch (the product's default: on)
+    stream_group_edits: bool = False  # ... and in groups, by editing (the product's default: off)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -230,12 +231,13 @@ class AiFleet:
 
 
 def ai_fleet_create(
-    *, emulator: Any, count: int, label: str, gemini_url: str, rpm: int, stream_replies: bool = True
+    *, emulator: Any, count: int, label: str, gemini_url: str, rpm: int, stream_replies: bool = True,
+    stream_group_edits: bool = False,
 ) -> AiFleet:
-    """A persona (`stream_replies` its switch), a Gemini credential pointing at the
-    emulator, `count` bots with a task each (use AI on), and a warm-up bot with a
-    credential of its own (so warming up takes no slot of the measured credential's rate
-    limit)."""
+    """A persona (`stream_replies` and `stream_group_edits` its switches), a Gemini
+    credential pointing at the emulator, `count` bots with a task each (use AI on), and a
+    warm-up bot with a credential of its own (so warming up takes no slot of the measured
+    credential's rate limit)."""
     from django.db import transaction
 
     from benchmarks.fleet import FleetBot, name_prefix, register_bots
@@ -250,6 +252,7 @@ def ai_fleet_create(
             name=f"bench {label}",
             instructions="You are a helpful assistant.",
             stream_replies=stream_replies,
+            stream_group_edits=stream_group_edits,
         )
 
         def credential(name: str, limit: int) -> AICredential:
@@ -309,6 +312,7 @@ def ai_up(
         gemini_url=gemini_url,
         rpm=p.rpm,
         stream_replies=p.stream_replies,
+        stream_group_edits=p.stream_group_edits,
     )
     progress(
         f"{p.scenario}: starting beat and {p.workers} worker(s) x {p.concurrency} threads",

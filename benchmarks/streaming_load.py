@@ -3,8 +3,9 @@ Gemini emulator, a process of its own) through the Telegram emulator, with the p
 `stream_replies` on (drafts with sendMessageDraft while the answer streams, then the
 final message) and off (the whole answer, then the message), side by side in one run.
 
-    python -m benchmarks.streaming_load [--phase latency|burst|all] [--quick] [--repeat N]
-        [--first-chunk S] [--total S] [--chunks N] [--workers K] [--profile] [--json FILE]
+    python -m benchmarks.streaming_load [--phase latency|burst|all] [--chat private|group]
+        [--quick] [--repeat N] [--first-chunk S] [--total S] [--chunks N] [--workers K]
+        [--profile] [--json FILE]
 
 The answer takes the same time either way: streamed, the Gemini emulator sends the first
 chunk after --first-chunk (0.3 s) and the last at --total (2 s), --chunks (8) in all;
@@ -20,6 +21,16 @@ burst: the AI burst of `benchmarks.ai_load` (100 bots, 1,000 messages at once): 
 Both phases, both modes: every final message compared with the full text the Gemini
 emulator generated for it (mismatches counted), and drafts per chat: the most draft
 updates any chat got in any 1 s window (target <= 1).
+
+--chat group (latency only): each message in a group of its own, mentioning the bot,
+and the persona's `stream_group_edits` on with streaming (a preview message sent at
+once, ending with " …", edited at most every 1.5 s, the final text by the outbox's last
+edit). Figures:
+time to the first visible text (on: the preview; off: the answer; target p50 <= 0.6 s)
+and to the final text (on: the preview's last edit), edits per reply, the preview's
+updates (its send and streamed edits): the most in any 1.5 s window (target <= 1) and
+the smallest gap, the final text of the bot's message against the generated text, and
+previews left with the " …" mark (target 0).
 
 Each (phase, mode) gets a fresh Gemini emulator and a fresh rig (Telegram emulator, K
 Celery workers, beat), stream off first. Sets up everything itself (temporary SQLite or
@@ -52,6 +63,7 @@ from benchmarks.report import (
 )
 
 PHASES = ["latency", "burst"]
+CHATS = ["private", "group"]
 MODES = ["off", "on"]  # off first: the reference
 FULL: dict[str, dict[str, float]] = {
     "latency": {"bots": 10, "messages": 0, "rate": 5.0, "duration": 30.0},
@@ -75,7 +87,8 @@ Figures = dict[str, Any]
 @dataclass(frozen=True)
 class StreamParams:
     phase: str  # latency | burst
-    mode: str  # on | off: the persona's stream_replies
+    mode: str  # on | off: the persona's stream_replies (and stream_group_edits)
+    chat: str  # private | group: each message in a chat of its own of this kind
     bots: int
     messages: int  # burst: messages at once
     rate: float  # latency: messages per second, each from a user of its own
@@ -112,6 +125,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--phase", choices=[*PHASES, "all"], default="all")
+    parser.add_argument(
+        "--chat",
+        choices=CHATS,
+        default="private",
+        help="each message in a private chat of its own (drafts), or in a group of its own "
+        "(a preview edited as the answer grows: the persona's stream_group_edits; --phase "
+        "latency only); default private",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -153,6 +174,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     if not 0 <= args.first_chunk <= args.total:
         parser.error("--first-chunk must be between 0 and --total")
+    if args.chat == "group" and args.phase != "latency":
+        parser.error(
+            "--chat group: only --phase latency (the burst's AI replies/s would time a reply "
+            "by its preview, not by its final text)"
+        )
     args.keep_files = args.keep_files or args.profile  # the raw samples stay in the logs
     return args
 
@@ -172,6 +198,7 @@ def params_for(phase: str, mode: str, args: argparse.Namespace, run: int = 1) ->
     return StreamParams(
         phase=phase,
         mode=mode,
+        chat=args.chat,
         bots=args.bots or int(sizes["bots"]),
         messages=int(pick("messages")),
         rate=pick("rate"),
@@ -241,11 +268,12 @@ def measure(
     from benchmarks.ai_traffic import Sent, analyse
     from benchmarks.profiling import spy_finish, spy_start
     from benchmarks.report import progress
-    from benchmarks.streaming_traffic import db_timings, stream_analyse
+    from benchmarks.streaming_traffic import as_asked, db_timings, still_writing, stream_analyse
 
     fleet, setup = ai_up(ctx, rig, emulator, gemini, url, _ai_params(p))
     tokens = [bot.token for bot in fleet.bots]
     counter = traffic.ReplyCounter(emulator)
+    inject = traffic.inject_in_group if p.chat == "group" else traffic.inject_one
 
     def text(n: int) -> str:
         return f"{p.name} message {n}: {FILLER}"
@@ -261,15 +289,20 @@ def measure(
         else:
             injected, inject_s = traffic.inject_paced(
                 emulator, tokens, rate=p.rate, duration=p.duration, users=ctx.users,
-                counter=counter, label=p.name, text=text,
+                counter=counter, label=p.name, text=text, inject=inject,
             )
         deadline = time.monotonic() + p.drain_s
         while counter.count() < len(injected) and time.monotonic() < deadline:
             progress(lambda: counter.rate_line(p.name, len(injected)))
             time.sleep(0.25)
+        # A group's preview counts as its reply at once: wait for the final texts too.
+        while p.chat == "group" and time.monotonic() < deadline and (writing := still_writing(emulator, tokens)):
+            progress(lambda writing=writing: f"{p.name}: {writing} previews still being written")
+            time.sleep(0.25)
         time.sleep(traffic.DUPLICATE_GRACE_S)
     commands = _redis_commands(ctx.stack.redis_url)
     profile = spy if isinstance(spy, dict) or spy is None else spy_finish(*spy)
+    injected = as_asked(gemini, injected)  # a group's message as the AI got it: where, who
     sent = [Sent(i.token, i.chat_id, i.update_id, i.text) for i in injected]
     outcome = analyse(emulator, sent, fleet.fallback)
     progress(f"{p.name}: {outcome.answered}/{outcome.messages} answered", force=True)
@@ -280,7 +313,7 @@ def measure(
         "injection_rate_per_s": round(len(injected) / inject_s, 1) if inject_s else None,
         **burst_rates(outcome),
         **outcome.figures(),
-        "streaming": stream_analyse(emulator, gemini, injected).figures(),
+        "streaming": stream_analyse(emulator, gemini, injected, chat=p.chat).figures(),
         "db": db_timings([bot.bot_pk for bot in fleet.bots]),
         **_after(fleet, gemini),
         **meter.figures,
@@ -357,6 +390,7 @@ def _ai_params(p: StreamParams) -> Any:
         profile_workers=p.profile_workers,
         baseline=False,
         stream_replies=p.streams,
+        stream_group_edits=p.streams and p.chat == "group",
     )
 
 
@@ -384,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         poll_timeout=args.poll_timeout,
     )
     setup = (
+        f"{'groups (a preview edited as the answer grows)' if args.chat == 'group' else 'private chats (drafts)'}; "
         f"{args.workers} worker(s) x {args.concurrency} threads; Gemini: first chunk "
         f"{args.first_chunk:g} s, whole answer {args.total:g} s, {args.chunks} chunks; "
         f"each phase's off/on pair run {args.repeat} time(s), alternating; "
@@ -395,6 +430,28 @@ def main(argv: list[str] | None = None) -> int:
 # --- the report: per phase, streaming off and on side by side ---------------------------------
 
 HEADER: Row = ("figure", "stream off", "stream on", "on / off", "target")
+# The report's words for how a reply shows while it is written, by chat kind: drafts in
+# a private chat; in a group, the preview's updates (its send and its streamed edits).
+WORDS: dict[str, dict[str, str]] = {
+    "private": {
+        "first_key": "first_draft", "first": "first draft", "final": "final message",
+        "with": "a draft", "updates": "drafts", "chat": "chat", "chats": "chats",
+        "load": "each from a user of its own",
+    },
+    "group": {
+        "first_key": "first_visible", "first": "first visible text", "final": "final text",
+        "with": "a preview", "updates": "preview updates", "chat": "group", "chats": "groups",
+        "load": "each in a group of its own, mentioning the bot",
+    },
+}
+
+
+def _words(f: Figures) -> dict[str, str]:
+    return WORDS[f["params"].get("chat", "private")]
+
+
+def _window(f: Figures) -> str:
+    return f"{f['streaming'].get('window_s', 1.0):g} s"
 
 
 def render(results: dict[str, Figures], header: list[str]) -> str:
@@ -456,6 +513,7 @@ def render_pairs(phase: str, whole: list[tuple[Figures, Figures]], broken: list[
     all of them."""
     offs, ons = [o for o, _ in whole], [o for _, o in whole]
     everything = offs + ons
+    w, window = _words(ons[0]), _window(ons[0])
 
     def median(runs: list[Figures], get: Any) -> float | None:
         return _median([get(f) for f in runs])
@@ -470,7 +528,7 @@ def render_pairs(phase: str, whole: list[tuple[Figures, Figures]], broken: list[
         return f["streaming"]["final"]["p50_ms"]
 
     def first(f: Figures) -> Any:
-        return f["streaming"]["first_draft"]["p50_ms"]
+        return f["streaming"][w["first_key"]]["p50_ms"]
 
     def others(f: Figures) -> str:
         return fmt(f.get("others_cores"), digits=2)
@@ -497,11 +555,11 @@ def render_pairs(phase: str, whole: list[tuple[Figures, Figures]], broken: list[
         ),
         ("median workers' CPU per reply (ms)", fmt(cpu_off), fmt(cpu_on), ratio(cpu_on, cpu_off), ""),
         (
-            "median of the first-draft p50s (ms)", "", fmt(median(ons, first)), "",
+            f"median of the {w['first'].replace(' ', '-', 1)} p50s (ms)", "", fmt(median(ons, first)), "",
             _first_draft_target(phase, median(ons, first)),
         ),
         (
-            "most drafts any chat got in any 1 s, all runs", "", fmt(most), "",
+            f"most {w['updates']} any {w['chat']} got in any {window}, all runs", "", fmt(most), "",
             target(f"<= {TARGET_DRAFTS_IN_1S}", most, TARGET_DRAFTS_IN_1S, at_most=True),
         ),
         (
@@ -513,16 +571,19 @@ def render_pairs(phase: str, whole: list[tuple[Figures, Figures]], broken: list[
     header: Row = (
         "figure",
         "off: AI/s | final p50 ms | workers ms/reply | others' cores",
-        "on: AI/s | final p50 ms | workers ms/reply | first draft p50 ms | others' cores",
+        f"on: AI/s | final p50 ms | workers ms/reply | {w['first']} p50 ms | others' cores",
         "on / off",
         "target",
     )
-    return section(f"{phase}: all {len(whole)} off/on pairs (alternating)", [layout(rows, header), *broken])
+    where = " in groups" if w is WORDS["group"] else ""
+    return section(f"{phase}{where}: all {len(whole)} off/on pairs (alternating)", [layout(rows, header), *broken])
 
 
 def render_phase(phase: str, off: Figures, on: Figures) -> str:
     p, s_off, s_on = on["params"], off["streaming"], on["streaming"]
+    w, window, group = _words(on), _window(on), p.get("chat") == "group"
     most = max(s_off["max_drafts_in_1s"], s_on["max_drafts_in_1s"])
+    marks = s_off.get("marks_left", 0) + s_on.get("marks_left", 0)
     mismatches = s_off["text_mismatches"] + s_on["text_mismatches"]
     lost = int(off["lost"]) + int(on["lost"])
     cores = ("emulator", "gemini", "driver", "beat")
@@ -534,32 +595,43 @@ def render_phase(phase: str, off: Figures, on: Figures) -> str:
         Fig("replies: AI / fallback / other", lambda f: f"{f['ai']} / {f['fallback']} / {f['other']}"),
         Fig("chats with more replies than messages", lambda f: f["duplicate_chats"]),
         Fig(
-            "user's message -> first draft, p50 / p95 / p99 / max (ms)",
-            lambda f: percentiles(f["streaming"]["first_draft"]) if f["streaming"]["drafted"] else "(no drafts)",
-            _first_draft_target(phase, s_on["first_draft"]["p50_ms"]),
+            f"user's message -> {w['first']}, p50 / p95 / p99 / max (ms)",
+            lambda f: percentiles(f["streaming"][w["first_key"]])
+            if f["streaming"]["drafted"] or group else "(no drafts)",
+            _first_draft_target(phase, s_on[w["first_key"]]["p50_ms"]),
         ),
         Fig(
-            "user's message -> final message, p50 / p95 / p99 / max (ms)",
+            f"user's message -> {w['final']}, p50 / p95 / p99 / max (ms)",
             lambda f: percentiles(f["streaming"]["final"]),
             f"n={s_off['final']['samples']} / {s_on['final']['samples']}",
         ),
-        Fig("final message p50, on / off", lambda f: f["streaming"]["final"]["p50_ms"], ratio=True),
+        Fig(f"{w['final']} p50, on / off", lambda f: f["streaming"]["final"]["p50_ms"], ratio=True),
         Fig(
-            "replies with a draft / without",
+            f"replies with {w['with']} / without",
             lambda f: f"{f['streaming']['drafted']} / {f['streaming']['not_drafted']}",
         ),
         Fig(
-            "drafts per reply, mean / max",
+            f"{w['updates']} per reply, mean / max",
             lambda f: f"{fmt(f['streaming']['drafts_per_reply_mean'], digits=2)} / "
             f"{fmt(f['streaming']['drafts_per_reply_max'])}",
+            "its send and streamed edits" if group else "",
         ),
+        *([Fig(
+            "edits per reply (the final one too), mean / max",
+            lambda f: f"{fmt(f['streaming']['edits_per_reply_mean'], digits=2)} / "
+            f"{fmt(f['streaming']['edits_per_reply_max'])}",
+        )] if group else []),
         Fig(
-            "most drafts any chat got in any 1 s", lambda f: f["streaming"]["max_drafts_in_1s"],
+            f"most {w['updates']} any {w['chat']} got in any {window}",
+            lambda f: f["streaming"]["max_drafts_in_1s"],
             target(f"<= {TARGET_DRAFTS_IN_1S}", most, TARGET_DRAFTS_IN_1S, at_most=True),
         ),
-        Fig("chats by their most drafts in 1 s", lambda f: f["streaming"]["chats_by_max_in_1s"] or "-"),
         Fig(
-            "gap between a chat's drafts: min / p50 (ms)",
+            f"{w['chats']} by their most {w['updates']} in {window}",
+            lambda f: f["streaming"]["chats_by_max_in_1s"] or "-",
+        ),
+        Fig(
+            f"gap between a {w['chat']}'s {w['updates']}: min / p50 (ms)",
             lambda f: f"{fmt(f['streaming']['min_draft_gap_ms'])} / {fmt(f['streaming']['draft_gap']['p50_ms'])}",
         ),
         Fig(
@@ -567,11 +639,19 @@ def render_phase(phase: str, off: Figures, on: Figures) -> str:
             lambda f: f"{f['streaming']['checked']} / {f['streaming']['text_mismatches']}",
             f"0 mismatches {verdict(mismatches, 0, at_most=True)}",
         ),
+        *([Fig(
+            "previews left ending with the \" …\" mark", lambda f: f["streaming"]["marks_left"],
+            f"0 {verdict(marks, 0, at_most=True)}",
+        )] if group else []),
         Fig("finals with no Gemini request found", lambda f: f["streaming"]["no_gemini_request"]),
         Fig(
-            "drafts not a prefix of the text / after the final",
+            f"{w['updates']} not a prefix of the text / after the final",
             lambda f: f"{f['streaming']['drafts_not_prefix']} / {f['streaming']['drafts_after_final']}",
         ),
+        *([Fig(
+            "previews whose last streamed edit had the whole text",
+            lambda f: f["streaming"]["whole_before_final"], "the final edit then only drops the mark",
+        )] if group else []),
         Fig("Gemini requests by action", lambda f: f["gemini"]["actions"]),
         Fig("CPU workers (cores)", lambda f: f["cpu_cores"].get("workers"), "over the load window", ratio=True),
         Fig(
@@ -602,9 +682,9 @@ def render_phase(phase: str, off: Figures, on: Figures) -> str:
             Fig("all replies/s", lambda f: f["replies_per_s"], ratio=True),
             Fig("injection (s)", lambda f: f"{f['injection_s']} ({f['injection_rate_per_s']}/s)"),
         ]
-        load = f"{p['bots']} bots, {p['messages']} messages at once, each from a user of its own"
+        load = f"{p['bots']} bots, {p['messages']} messages at once, {w['load']}"
     else:
-        load = f"{p['bots']} bots, {p['rate']:g} messages/s for {p['duration']:g} s, each from a user of its own"
+        load = f"{p['bots']} bots, {p['rate']:g} messages/s for {p['duration']:g} s, {w['load']}"
     title = (
         f"{phase}: {load}; Gemini: streamed first chunk {p['first_chunk_s']:g} s, last "
         f"{p['total_s']:g} s ({p['chunks']} chunks, {p['chunk_delay_s']:g} s apart), not streamed "
@@ -627,7 +707,8 @@ def _notes(off: Figures, on: Figures) -> list[str]:
             f"    Gemini emulator: {f['gemini']['requests']} requests {f['gemini']['statuses']}, "
             f"most in any 1 s {f['gemini']['max_in_1s']}",
             f"    the workers' own clock (ms from the AI call's start, p50 / p95 / p99 / max): "
-            f"first text {percentiles(db['ai_first_token'])}; first draft {percentiles(db['first_draft'])}; "
+            f"first text {percentiles(db['ai_first_token'])}; first {_words(f)['with'].split()[-1]} "
+            f"{percentiles(db['first_draft'])}; "
             f"whole answer {percentiles(db['ai_latency'])} ({db['replies']} replies)",
             *stage_lines("by stage, the emulators' stamps", s["stages"], indent="    "),
         ]

@@ -8,6 +8,19 @@ record of the request that generated the answer. Telegram stamps are the emulato
 Every message comes from a user of its own, so a chat holds one message, its drafts and
 its final reply.
 
+Groups (`chat="group"`: each message in a group of its own, mentioning the bot): the
+bot's first message in the group is the reply. Streamed by editing, it is a preview:
+sent at once with the start of the answer and the `conversations.streaming.STILL_WRITING`
+mark, edited as the answer grows (edits with the mark), and given the final text by the
+outbox's last edit (no mark). The emulator's record reads as the message does now
+(`text`; `time` when it was sent, `edited_at` the last edit) and its edits are logged
+(`edits`, stamped `at`). The preview's send and its marked edits are analysed as the
+drafts are (the send's text is not kept: only the edits are checked as prefixes), in
+windows of `EDIT_INTERVAL` (1.5 s) instead of 1 s; the reply's final text is read when
+its last edit landed. The text the AI was asked in a group says where and who ("(in the
+group “…”) “Name”: @bot …"): `as_asked` gives each message that text first, so both
+the reply kinds (`benchmarks.ai_traffic`) and the final text check match it.
+
 The full generated text is the Gemini emulator's own answer to the request it recorded
 (`emulators._common.server.default_reply`: it echoes the last user turn), so every final
 message is checked against exactly what the emulator streamed or sent.
@@ -15,7 +28,7 @@ message is checked against exactly what the emulator streamed or sent.
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from benchmarks.report import latency_summary
@@ -25,7 +38,7 @@ from emulators.gemini import GeminiEmulatorClient
 from emulators.telegram import EmulatorClient
 
 GEMINI_LABEL = "gemini"  # the Gemini emulator's label in its default answer
-WINDOW_S = 1.0  # drafts per chat are counted in any window this long
+WINDOW_S = 1.0  # drafts per chat are counted in any window this long (groups: EDIT_INTERVAL)
 GENERATE_ACTIONS = ("streamGenerateContent", "generateContent")
 
 Figures = dict[str, Any]
@@ -44,11 +57,15 @@ def max_in_window(stamps: Sequence[float], window: float = WINDOW_S) -> int:
 @dataclass
 class StreamOutcome:
     messages: int = 0
-    finals: int = 0  # messages whose chat got a final message
-    drafted: int = 0  # ... and at least one draft before it
+    window_s: float = WINDOW_S
+    finals: int = 0  # messages whose chat got a final message (a group: a reply)
+    drafted: int = 0  # ... and at least one draft before it (a group: a preview)
     first_draft_ms: list[float] = field(default_factory=list)  # written -> first draft
-    final_ms: list[float] = field(default_factory=list)  # written -> final message
+    first_visible_ms: list[float] = field(default_factory=list)  # -> first draft or reply
+    final_ms: list[float] = field(default_factory=list)  # written -> final message (text)
     drafts_per_reply: list[int] = field(default_factory=list)  # replies with a final message
+    edits_per_reply: list[int] = field(default_factory=list)  # editMessageText, the final's too
+    marks_left: int = 0  # bot messages still ending with STILL_WRITING
     max_in_window: list[int] = field(default_factory=list)  # per chat with drafts
     gaps_ms: list[float] = field(default_factory=list)  # between a chat's drafts
     checked: int = 0  # finals compared with the generated text
@@ -57,23 +74,29 @@ class StreamOutcome:
     no_request: int = 0  # finals with no Gemini request recorded for their message
     drafts_not_prefix: int = 0  # drafts whose text does not start the generated text
     drafts_after_final: int = 0
+    whole_before_final: int = 0  # replies whose last draft already had the whole text
     drafts_total: int = 0
     stages_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     actions: Counter[str] = field(default_factory=Counter)  # the matched Gemini requests
 
     def figures(self) -> Figures:
         windows = Counter(self.max_in_window)
-        per_reply = self.drafts_per_reply
+        per_reply, edits = self.drafts_per_reply, self.edits_per_reply
         return {
             "messages": self.messages,
+            "window_s": self.window_s,  # the "_in_1s" figures' window (groups: 1.5 s)
             "finals": self.finals,
             "drafted": self.drafted,
             "not_drafted": self.finals - self.drafted,
             "first_draft": latency_summary(self.first_draft_ms),
+            "first_visible": latency_summary(self.first_visible_ms),
             "final": latency_summary(self.final_ms),
             "drafts_total": self.drafts_total,
             "drafts_per_reply_mean": round(sum(per_reply) / len(per_reply), 2) if per_reply else None,
             "drafts_per_reply_max": max(per_reply) if per_reply else None,
+            "edits_per_reply_mean": round(sum(edits) / len(edits), 2) if edits else None,
+            "edits_per_reply_max": max(edits) if edits else None,
+            "marks_left": self.marks_left,
             "max_drafts_in_1s": max(self.max_in_window) if self.max_in_window else 0,
             # chats by the most drafts they got in any one window, e.g. {1: 140, 2: 10}
             "chats_by_max_in_1s": {str(k): windows[k] for k in sorted(windows)},
@@ -85,19 +108,46 @@ class StreamOutcome:
             "no_gemini_request": self.no_request,
             "drafts_not_prefix": self.drafts_not_prefix,
             "drafts_after_final": self.drafts_after_final,
+            "whole_before_final": self.whole_before_final,
             "gemini_actions": dict(self.actions),
             "stages": {name: latency_summary(v) for name, v in self.stages_ms.items()},
         }
 
 
-def stream_analyse(
-    emulator: EmulatorClient, gemini: GeminiEmulatorClient, injected: list[Injected]
-) -> StreamOutcome:
-    result = StreamOutcome(messages=len(injected))
+def _asked(gemini: GeminiEmulatorClient) -> dict[str, Any]:
+    """The Gemini emulator's first generating request for each user turn, by its text."""
     asked: dict[str, Any] = {}
     for record in sorted(gemini.requests(), key=lambda r: r.seq):
         if record.action in GENERATE_ACTIONS:
             asked.setdefault(record.last_user_text, record)  # the first ask of each message
+    return asked
+
+
+def as_asked(gemini: GeminiEmulatorClient, injected: list[Injected]) -> list[Injected]:
+    """Each message with the text the AI was asked: its own in a private chat; in a group
+    the one asked text that ends with it (it says the group and the sender first). A
+    message never asked keeps its own."""
+    asked, own = _asked(gemini), {item.text for item in injected}
+    unmatched = [text for text in asked if text not in own]
+
+    def turn(text: str) -> str:
+        if text in asked:
+            return text
+        return next((t for t in unmatched if t.endswith(text)), text)
+
+    return [replace(item, text=turn(item.text)) for item in injected]
+
+
+def stream_analyse(
+    emulator: EmulatorClient, gemini: GeminiEmulatorClient, injected: list[Injected],
+    *, chat: str = "private",
+) -> StreamOutcome:
+    """`injected` with the texts asked (`as_asked`); `chat` private (drafts) or group
+    (previews edited as the answer grows)."""
+    from conversations.streaming import EDIT_INTERVAL
+
+    result = StreamOutcome(messages=len(injected), window_s=EDIT_INTERVAL if chat == "group" else WINDOW_S)
+    asked = _asked(gemini)
     by_token: dict[str, list[Injected]] = defaultdict(list)
     for item in injected:
         by_token[item.token].append(item)
@@ -121,10 +171,30 @@ def _bot(
     drafts: dict[int, list[Figures]] = defaultdict(list)
     for draft in emulator.drafts(token):
         drafts[draft["chat_id"]].append(draft)
+    edits: dict[tuple[int, int], list[Figures]] = defaultdict(list)
+    for edit in emulator.edits(token):
+        edits[edit["chat_id"], edit["message_id"]].append(edit)
+    for chat_id, sent in finals.items():  # a group's preview: its updates are the drafts
+        drafts[chat_id] += _preview(sent[0], edits.get((chat_id, sent[0]["message_id"]), []))
     for item in items:
         _message(item, records.get(item.update_id, {}), finals.get(item.chat_id, []),
                  sorted(drafts.get(item.chat_id, []), key=lambda d: d["at"]),
                  asked.get(item.text), result)
+
+
+def _preview(message: Figures, edits: list[Figures]) -> list[Figures]:
+    """A group preview's streamed updates, as drafts (`at`, `text`): its send (its text then
+    is gone: None) and its edits with the mark, the mark taken off. None for a message
+    sent whole: never edited, no mark."""
+    from conversations.streaming import STILL_WRITING
+
+    if not message.get("edits") and not (message.get("text") or "").endswith(STILL_WRITING):
+        return []
+    return [
+        {"at": message["time"], "text": None},
+        *({"at": e["at"], "text": e["text"].removesuffix(STILL_WRITING)}
+          for e in edits if e["text"].endswith(STILL_WRITING)),
+    ]
 
 
 def _message(
@@ -139,19 +209,27 @@ def _message(
     stamps = [d["at"] for d in drafts]
     result.drafts_total += len(drafts)
     if drafts:
-        result.max_in_window.append(max_in_window(stamps))
+        result.max_in_window.append(max_in_window(stamps, result.window_s))
         result.gaps_ms.extend((b - a) * 1000 for a, b in zip(stamps, stamps[1:], strict=False))
     if request is not None:
         result.actions[request.action] += 1
     generated = default_reply(GEMINI_LABEL, request.model, request.last_user_text) if request else None
     if generated is not None:
-        result.drafts_not_prefix += sum(1 for d in drafts if not generated.startswith(d["text"]))
+        result.drafts_not_prefix += sum(
+            1 for d in drafts if d["text"] is not None and not generated.startswith(d["text"])
+        )
+        result.whole_before_final += bool(drafts) and drafts[-1]["text"] == generated
     if not finals:
         return
+    from conversations.streaming import STILL_WRITING
+
     final = finals[0]
+    final_at = final.get("edited_at") or final["time"]  # a preview: its final text's edit
     result.finals += 1
     result.drafts_per_reply.append(len(drafts))
-    result.drafts_after_final += sum(1 for at in stamps if at > final["time"])
+    result.edits_per_reply.append(final.get("edits") or 0)
+    result.marks_left += sum(1 for m in finals if (m.get("text") or "").endswith(STILL_WRITING))
+    result.drafts_after_final += sum(1 for at in stamps if at > final_at)
     if generated is None:
         result.no_request += 1
     else:
@@ -164,11 +242,12 @@ def _message(
                 )
     if written is None:
         return
-    result.final_ms.append((final["time"] - written) * 1000)
+    result.final_ms.append((final_at - written) * 1000)
+    result.first_visible_ms.append((min(stamps[:1] + [final["time"]]) - written) * 1000)
     if drafts:
         result.drafted += 1
         result.first_draft_ms.append((stamps[0] - written) * 1000)
-    _stages(result.stages_ms, written, delivered, request, stamps, final["time"])
+    _stages(result.stages_ms, written, delivered, request, stamps, final_at)
 
 
 def _stages(
@@ -215,3 +294,14 @@ def db_timings(bot_pks: list[int]) -> Figures:
         "first_draft": summary(1),
         "ai_latency": summary(2),
     }
+
+
+def still_writing(emulator: EmulatorClient, tokens: list[str]) -> int:
+    """The bots' messages whose text still ends with the preview's mark: group answers
+    not final yet (or previews left so)."""
+    from conversations.streaming import STILL_WRITING
+
+    return sum(
+        1 for token in tokens for sent in emulator.sent_messages(token)
+        if (sent.get("text") or "").endswith(STILL_WRITING)
+    )

@@ -1,8 +1,8 @@
 """Load on the emulator (people writing to bots) and what came back.
 
-Every message comes from a user of its own, so each is a private chat of its own:
-Telegram's per-chat limit (about 1 message/s) never applies, and a reply is matched
-to its message by (bot, chat). Times are the emulator's `time.time()` stamps (the
+Every message comes from a user of its own, so each is a private chat of its own (or,
+with `inject_in_group`, a group of its own): Telegram's per-chat limit (about 1
+message/s) never applies, and a reply is matched to its message by (bot, chat). Times are the emulator's `time.time()` stamps (the
 update's `injected_at`, the sent message's `time`), so both ends of a latency come
 from one clock.
 """
@@ -45,6 +45,18 @@ class Injected:
 def inject_one(emulator: EmulatorClient, token: str, user_id: int, text: str) -> Injected:
     update = emulator.send_private_message(token, text, user_id=user_id)
     return Injected(token, update["message"]["chat"]["id"], update["update_id"], text)
+
+
+Inject = Callable[[EmulatorClient, str, int, str], Injected]
+
+
+def inject_in_group(emulator: EmulatorClient, token: str, user_id: int, text: str) -> Injected:
+    """The message in a new group of its own (the emulator makes one, the bot in it),
+    mentioning the bot (`@username ` before `text`: the Injected text is the whole
+    message, mention included)."""
+    update = emulator.send_group_message(token, text, user_id=user_id, mention_bot="username")
+    message = update["message"]
+    return Injected(token, message["chat"]["id"], update["update_id"], message["text"])
 
 
 class ReplyCounter:
@@ -108,9 +120,11 @@ def inject_paced(
     counter: ReplyCounter,
     label: str,
     text: Callable[[int], str] | None = None,
+    inject: Inject = inject_one,
 ) -> tuple[list[Injected], float]:
     """One message every 1/rate seconds on a fixed schedule (a late one does not push
-    the later ones back), round-robin over the bots. `text` as in `inject_burst`."""
+    the later ones back), round-robin over the bots. `text` as in `inject_burst`; `inject`
+    sends one (`inject_one`: in a private chat; `inject_in_group`)."""
     wording = text or (lambda n: f"{label} message {n}")
     total = max(1, int(rate * duration))
     began = time.monotonic()
@@ -119,7 +133,7 @@ def inject_paced(
         delay = began + n / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        injected.append(inject_one(emulator, tokens[n % len(tokens)], users.take(), wording(n)))
+        injected.append(inject(emulator, tokens[n % len(tokens)], users.take(), wording(n)))
         progress(lambda n=n: f"injected {n + 1}/{total}; " + counter.rate_line(label, total))
     return injected, time.monotonic() - began
 
