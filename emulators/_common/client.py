@@ -89,8 +89,12 @@ class EmulatorControlClient(_HttpClient, Generic[RecT, FaultT]):
         message: str | None = None,
         after_chunks: int | None = None,
     ) -> FaultT:
-        # The Fault validates (and converts ``kind``) before anything is sent.
-        payload = self._fault_type(kind, times, retry_after, delay, message, after_chunks).to_dict()
+        # The FaultKind converts ``kind`` and the Fault validates the rest before anything
+        # is sent.
+        fault = self._fault_type(
+            self._fault_type._kinds(kind), times, retry_after, delay, message, after_chunks
+        )
+        payload = fault.to_dict()
         return self._fault_type.from_dict(self._call("POST", "/faults", json=payload)["fault"])
 
     def clear_faults(self) -> None:

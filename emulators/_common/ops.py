@@ -41,6 +41,7 @@ ERRORS: dict[str, tuple[type[Exception], int]] = {
 
 def control_op(fn: F) -> F:
     """Mark a state method as a control operation."""
+    # A function takes any attribute, but its type does not declare this one.
     fn.__control_op__ = True  # type: ignore[attr-defined]
     return fn
 
@@ -128,6 +129,7 @@ class OpsCaller:
             return self._invoke(name, dict(arguments), timeout=timeout)
 
         operation.__name__ = name
+        # What inspect.signature() reports; a function's type does not declare it.
         operation.__signature__ = signature  # type: ignore[attr-defined]
         return operation
 

@@ -17,13 +17,16 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, ClassVar, Generic
+from typing import Any, ClassVar, Generic, TypeVar
 
 from aiohttp import web
 
 from .control import add_control_routes
 from .faults import DROP_CONNECTION, SLOW, STREAM_BREAK, STREAM_ERROR, STREAM_FAULTS, FaultBase
 from .state import EmulatorStateBase, FaultT, MediaPart, RecT
+
+# The emulator's own state class, so that a handler sees what its subclass adds.
+StateT = TypeVar("StateT", bound=EmulatorStateBase[Any, Any])
 
 
 class Dropped(Exception):
@@ -81,15 +84,16 @@ def truncate(text: str, char_limit: int | None) -> str:
     return text[: max(1, min(cut, len(text) - 1))]
 
 
-class ApiHandler(Generic[RecT, FaultT]):
-    """Base of each emulator's catch-all API handler."""
+class ApiHandler(Generic[RecT, FaultT, StateT]):
+    """Base of each emulator's catch-all API handler; ``StateT`` is the emulator's
+    ``EmulatorStateBase[RecT, FaultT]`` subclass."""
 
     # Set by each subclass: names the emulator in default replies and logs
     # ("gemini" -> "[gemini-emulator:model] You said: ...").
     label: ClassVar[str]
     log: ClassVar[logging.Logger]
 
-    def __init__(self, state: EmulatorStateBase[RecT, FaultT]) -> None:
+    def __init__(self, state: StateT) -> None:
         self._state = state
         # Response ids only need to be unique per emulator; a counter keeps them
         # deterministic across runs.
@@ -200,7 +204,7 @@ def default_reply(
 def create_app(
     state: EmulatorStateBase[Any, Any],
     state_key: web.AppKey[Any],
-    handler: ApiHandler[Any, Any],
+    handler: ApiHandler[Any, Any, Any],
     emulator: str,
 ) -> web.Application:
     app = web.Application()

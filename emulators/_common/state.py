@@ -53,6 +53,11 @@ class StreamTiming:
 class Recorded(Protocol):
     """What the shared code needs of an emulator's ``RecordedRequest``."""
 
+    # ``EmulatorStateBase.record`` makes one from the numbering and clocks it adds and
+    # the emulator's own fields. (A protocol's ``__init__`` only types calls through
+    # ``type[RecT]``: mypy leaves it out when matching a class against the protocol.)
+    def __init__(self, *, seq: int, time: float, monotonic: float, **fields: Any) -> None: ...
+
     time: float
     monotonic: float
     model: str | None
@@ -114,7 +119,7 @@ class EmulatorStateBase(Generic[RecT, FaultT]):
         self._recorded = threading.Condition(self._lock)
         self._seq = 0
         self._requests: list[RecT] = []
-        self._faults: deque[list[Any]] = deque()  # [Fault, remaining or None]
+        self._faults: deque[tuple[FaultT, int | None]] = deque()  # (Fault, remaining or None)
         self._replies: deque[str] = deque()
         self._apply_config(self._config)
 
@@ -162,9 +167,10 @@ class EmulatorStateBase(Generic[RecT, FaultT]):
         message: str | None = None,
         after_chunks: int | None = None,
     ) -> FaultT:
-        # The Fault converts ``kind`` to the emulator's FaultKind and validates the rest.
+        # The emulator's FaultKind converts ``kind`` (ValueError if it names none); the
+        # Fault validates the rest.
         fault = self._fault_type(
-            kind=kind,
+            kind=self._fault_type._kinds(kind),
             times=times,
             retry_after=retry_after,
             delay=delay,
@@ -172,7 +178,7 @@ class EmulatorStateBase(Generic[RecT, FaultT]):
             after_chunks=after_chunks,
         )
         with self._lock:
-            self._faults.append([fault, fault.times])
+            self._faults.append((fault, fault.times))
         return fault
 
     def clear_faults(self) -> None:
@@ -320,14 +326,13 @@ class EmulatorStateBase(Generic[RecT, FaultT]):
         with self._lock:
             if not self._faults:
                 return None
-            entry = self._faults[0]
-            fault, remaining = entry
+            fault, remaining = self._faults[0]
             if remaining is not None:
                 remaining -= 1
                 if remaining <= 0:
                     self._faults.popleft()
                 else:
-                    entry[1] = remaining
+                    self._faults[0] = (fault, remaining)
             if rec is not None:
                 rec.fault = fault.kind.value
             return fault

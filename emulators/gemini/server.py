@@ -48,7 +48,7 @@ def _classify(parsed: protocol.ParsedPath | None, method: str) -> str:
 
 
 
-class GeminiHandler(common.ApiHandler[RecordedRequest, Fault]):
+class GeminiHandler(common.ApiHandler[RecordedRequest, Fault, EmulatorState]):
     label = "gemini"
     log = logging.getLogger("emulators.gemini")
 

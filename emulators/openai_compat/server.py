@@ -46,7 +46,7 @@ def _int_header(request: web.Request, name: str) -> int | None:
         return None
 
 
-class OpenAIHandler(common.ApiHandler[RecordedRequest, Fault]):
+class OpenAIHandler(common.ApiHandler[RecordedRequest, Fault, EmulatorState]):
     label = "openai"
     log = logging.getLogger("emulators.openai_compat")
 

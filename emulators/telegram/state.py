@@ -98,6 +98,14 @@ class Fault(FaultBase):
         return {**FaultBase.to_dict(self), "method": self.method, "status": self.status}
 
 
+@dataclass(slots=True)
+class QueuedFault:
+    """A fault queued for one bot and how many more requests it answers (None: until cleared)."""
+
+    fault: Fault
+    left: int | None
+
+
 class EmulatorState:
     _parts: ClassVar[tuple[type, ...]] = (World, Updates, Sent)
 
@@ -115,7 +123,7 @@ class EmulatorState:
             rng, lambda token: self.world.bot(token).id, retry_base=webhook_retry_base
         )
         self.sent = Sent(rng, lambda token: self.world.bot(token).id, call_log_size)
-        self.faults: dict[str, deque[list[Any]]] = {}  # token -> [[fault, uses left], ...]
+        self.faults: dict[str, deque[QueuedFault]] = {}  # token -> its faults, in order
         self.ops = bound_ops(self, self.world, self.updates, self.sent)
 
     @classmethod
@@ -196,15 +204,15 @@ class EmulatorState:
         """Make the bot's next ``times`` requests to ``method`` ("*": any; None: until
         cleared) fail as ``kind`` (:class:`FaultKind`), in the order faults were added."""
         fault = Fault(
-            kind,
+            FaultKind(kind),
             times=times,
             retry_after=retry_after,
             delay=delay,
-            message=description,  # type: ignore[arg-type]
+            message=description,
             method=(method or "*").lower(),
             status=status,
         )
-        self.faults.setdefault(token, deque()).append([fault, times])
+        self.faults.setdefault(token, deque()).append(QueuedFault(fault, times))
         return fault.to_dict()
 
     @control_op
@@ -219,14 +227,15 @@ class EmulatorState:
     def take_fault(self, token: str, method: str) -> Fault | None:
         """The first fault queued for this request, one use of it consumed."""
         queue = self.faults.get(token)
-        for entry in queue or ():
-            fault, left = entry
-            if fault.method in ("*", method.lower()):
-                if left is not None:
-                    entry[1] -= 1
-                    if entry[1] <= 0:
-                        queue.remove(entry)  # type: ignore[union-attr]
-                return fault  # type: ignore[no-any-return]
+        if queue is None:
+            return None
+        for entry in queue:
+            if entry.fault.method in ("*", method.lower()):
+                if entry.left is not None:
+                    entry.left -= 1
+                    if entry.left <= 0:
+                        queue.remove(entry)
+                return entry.fault
         return None
 
     # ---------------------------------------------------------------- what people do

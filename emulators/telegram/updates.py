@@ -62,8 +62,9 @@ class Queue:
         return self.poller is not None and not self.poller.done()
 
     def wake(self, outcome: str = "wake") -> None:
-        if self.polling():
-            self.poller.set_result(outcome)  # type: ignore[union-attr]
+        poller = self.poller
+        if poller is not None and not poller.done():  # polling()
+            poller.set_result(outcome)
 
 
 def _confirmed(update_id: Any, offset: int) -> bool:
@@ -183,8 +184,13 @@ class Updates:
         if not queue.pending and timeout > 0 and not self.closing:
             loop = asyncio.get_running_loop()
             queue.poller = poller = loop.create_future()
+
+            def expire() -> None:
+                if not poller.done():
+                    poller.set_result("timeout")
+
             # call_later, not wait_for: no task per idle poll (1,000 bots poll at once).
-            timer = loop.call_later(timeout, lambda: poller.done() or poller.set_result("timeout"))
+            timer = loop.call_later(timeout, expire)
             try:
                 outcome = await poller
             finally:

@@ -118,11 +118,11 @@ class World:
 
     def new_bot(self, token: str | None, username: str | None, first_name: str | None) -> Bot:
         if token is None:
-            bot_id = self.rng.randint(5_000_000_000, 8_999_999_999)
-            while bot_id in self.bots_by_id:
-                bot_id += 1
+            new_id = self.rng.randint(5_000_000_000, 8_999_999_999)
+            while new_id in self.bots_by_id:
+                new_id += 1
             alphabet = string.ascii_letters + string.digits + "_-"
-            token = f"{bot_id}:AA" + "".join(self.rng.choice(alphabet) for _ in range(33))
+            token = f"{new_id}:AA" + "".join(self.rng.choice(alphabet) for _ in range(33))
         bot_id = bot_id_from_token(token)
         if bot_id is None:
             raise ValueError("token must look like '<bot_id>:<secret>'")
@@ -176,7 +176,7 @@ class World:
             user["username"] = username.lstrip("@")
             self.chats_by_username[user["username"].lower()] = user_id
         self.users[user_id] = user
-        names = {k: user[k] for k in ("first_name", "last_name", "username") if k in user}
+        names: JSON = {k: user[k] for k in ("first_name", "last_name", "username") if k in user}
         self.chats[user_id] = {"id": user_id, "type": "private", **names}
         return dict(user)
 
