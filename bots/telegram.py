@@ -407,11 +407,7 @@ async def send_message(
     The optional parameters go as plain JSON values (`api_kwargs`), not PTB objects:
     serialising PTB objects (`TelegramObject.to_dict`) was the largest single cost of a
     send under load (measured with py-spy: a third of a worker's CPU in a burst)."""
-    options: dict[str, Any] = {"link_preview_options": _NO_LINK_PREVIEW}
-    if entities:
-        options["entities"] = list(entities)
-    if message_thread_id:
-        options["message_thread_id"] = message_thread_id
+    options = {"link_preview_options": _NO_LINK_PREVIEW, **_text_options(entities, message_thread_id)}
     if reply_to_message_id:
         options["reply_parameters"] = {
             "message_id": reply_to_message_id, "allow_sending_without_reply": True,
@@ -423,6 +419,16 @@ async def send_message(
 _NO_LINK_PREVIEW = {"is_disabled": True}
 
 
+def _text_options(entities: Sequence[dict[str, Any]] | None, message_thread_id: int | None = None) -> dict[str, Any]:
+    """A text's optional parameters, as plain JSON values (see send_message)."""
+    options: dict[str, Any] = {}
+    if entities:
+        options["entities"] = list(entities)
+    if message_thread_id:
+        options["message_thread_id"] = message_thread_id
+    return options
+
+
 async def edit_message_text(
     endpoint: BotEndpoint, *, chat_id: int, message_id: int, text: str,
     entities: Sequence[dict[str, Any]] | None = None,
@@ -430,9 +436,7 @@ async def edit_message_text(
     """editMessageText of one of the bot's messages (on the I/O loop). Editing a message
     to the text it already has is done, not an error (Telegram says "message is not
     modified"): an edit redone after a crash finds its work already there."""
-    options: dict[str, Any] = {"link_preview_options": _NO_LINK_PREVIEW}
-    if entities:
-        options["entities"] = list(entities)
+    options = {"link_preview_options": _NO_LINK_PREVIEW, **_text_options(entities)}
     try:
         await _call(endpoint, "edit_message_text", text=text, chat_id=chat_id, message_id=message_id,
                     api_kwargs=options)
@@ -447,12 +451,8 @@ async def send_message_draft(
 ) -> None:
     """sendMessageDraft (on the I/O loop): a reply shown as it is written, in a private
     chat only; ephemeral (the final text is still sent with sendMessage)."""
-    options: dict[str, Any] = {}
-    if entities:
-        options["entities"] = list(entities)
-    if message_thread_id:
-        options["message_thread_id"] = message_thread_id
-    await _call(endpoint, "send_message_draft", chat_id=chat_id, draft_id=draft_id, text=text, api_kwargs=options)
+    await _call(endpoint, "send_message_draft", chat_id=chat_id, draft_id=draft_id, text=text,
+                api_kwargs=_text_options(entities, message_thread_id))
 
 
 class FileTooLarge(TelegramFailure):

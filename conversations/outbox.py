@@ -35,10 +35,10 @@ fails the parts after it in its reply (a reply never arrives with a hole in it).
 import asyncio
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db.models import BigIntegerField, Case, F, Q, QuerySet, Value, When
@@ -58,6 +58,8 @@ INTERRUPTED = "Interrupted after it was handed to Telegram; not sent again to av
 EARLIER_PART_FAILED = "Not sent: an earlier part of this message could not be sent."
 
 SENT, FAILED, DEFERRED, LOST = "sent", "failed", "deferred", "lost"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -292,31 +294,32 @@ async def _part_send(part: Part, summary: Sent) -> tuple[str, float]:
         return SENT, 0.0
 
 
-async def _deliver(part: Part) -> int:
+async def _formatted_or_plain(part: Part, call: Callable[[list[dict[str, Any]]], Awaitable[T]]) -> T:
+    """`call` with the part's formatting; if Telegram refuses the formatting, the same
+    text plain, once (the first rung of the failure ladder, for a send and an edit)."""
     try:
-        sent = await telegram.send_message(
-            part.endpoint, chat_id=part.chat_id, text=part.text, entities=part.entities,
-            reply_to_message_id=part.quote, message_thread_id=part.thread,
-        )
+        return await call(part.entities)
     except telegram.EntitiesRejected:
-        sent = await telegram.send_message(
-            part.endpoint, chat_id=part.chat_id, text=part.text, reply_to_message_id=part.quote,
-            message_thread_id=part.thread,
-        )
+        return await call([])
+
+
+async def _deliver(part: Part) -> int:
+    sent = await _formatted_or_plain(part, lambda entities: telegram.send_message(
+        part.endpoint, chat_id=part.chat_id, text=part.text, entities=entities,
+        reply_to_message_id=part.quote, message_thread_id=part.thread,
+    ))
     return sent.message_id
 
 
 async def _preview_edit(part: Part) -> bool:
     """The part replaces the text of its streamed preview; False if Telegram will not
     edit that message (gone, too old): the part then goes as a new message."""
-    assert part.edits is not None
+    edits = part.edits
+    assert edits is not None
     try:
-        try:
-            await telegram.edit_message_text(
-                part.endpoint, chat_id=part.chat_id, message_id=part.edits, text=part.text, entities=part.entities,
-            )
-        except telegram.EntitiesRejected:
-            await telegram.edit_message_text(part.endpoint, chat_id=part.chat_id, message_id=part.edits, text=part.text)
+        await _formatted_or_plain(part, lambda entities: telegram.edit_message_text(
+            part.endpoint, chat_id=part.chat_id, message_id=edits, text=part.text, entities=entities,
+        ))
     except telegram.RequestRejected as refused:
         log.info("message %s: its preview cannot be edited; sending it anew: %s", part.pk, refused)
         return False

@@ -53,7 +53,6 @@ class Stream:
         self.endpoint, self.chat_id, self.thread, self.max_length = endpoint, chat_id, thread, max_length
         self.started = time.perf_counter()
         self.first_shown_ms: int | None = None  # recorded on the reply as first_draft_ms
-        self.shown = 0
         self._last_at = -self.interval
         self._in_flight: asyncio.Task[None] | None = None
         self._off = False
@@ -89,7 +88,6 @@ class Stream:
             log.warning("chat %s: could not show the answer being written", self.chat_id, exc_info=True)
             return
         self._last_at = time.perf_counter()  # Telegram has it: the interval counts from here
-        self.shown += 1
         if self.first_shown_ms is None:
             self.first_shown_ms = int((time.perf_counter() - self.started) * 1000)
 
