@@ -2,9 +2,9 @@
 
 Every message comes from a user of its own, so each is a private chat of its own (or,
 with `inject_in_group`, a group of its own): Telegram's per-chat limit (about 1
-message/s) never applies, and a reply is matched to its message by (bot, chat). Times are the emulator's `time.time()` stamps (the
-update's `injected_at`, the sent message's `time`), so both ends of a latency come
-from one clock.
+message/s) never applies, and a reply is matched to its message by (bot, chat). Times
+are the emulator's `time.time()` stamps (the update's `injected_at`, the sent message's
+`time`), so both ends of a latency come from one clock.
 """
 
 import itertools
