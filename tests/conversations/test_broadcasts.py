@@ -56,10 +56,15 @@ def test_it_broadcasts_to_fifty_chats_within_the_per_bot_limit(telegram_api, bot
 
     times = sorted(m["time"] for m in telegram_api.sent_messages(token))
     assert sorted(sent_chat_ids(telegram_api, token)) == sorted(c.telegram_id for c in chats)
-    # 50 at 10/s: the first 10 at once, then 40 more over 4 s. Slots are taken before
-    # the request leaves, so arrival times jitter a little: the window gets 20% slack.
+    # 50 at 10/s: the first 10 at once, then 40 more over 4 s.
     assert elapsed >= 4.0 and times[-1] - times[0] >= 3.8
-    assert max_in_window(times) <= 12
+    # Slots are taken before the request leaves, so a send reaches Telegram up to a
+    # scheduling delay after its slot. The limiter packs slots against the window's edge
+    # (the 11th exactly a second after the 1st), so even 0.1 s of delay puts 13 arrivals
+    # inside some one-second span. Arrivals inside any 0.7 s span had their slots inside
+    # 0.7 s plus the delay, within one second for delays up to 0.3 s: never more than 10.
+    # Unlimited (only the broadcast pace of 34 ms), 0.7 s would hold about 20.
+    assert max_in_window(times, seconds=0.7) <= 10
     assert run is not None and run.lanes == 2
     assert (run.state, run.total, run.sent, run.failed, run.skipped) == ("done", 50, 50, 0, 0)
 
