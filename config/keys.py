@@ -4,6 +4,7 @@ Development needs no configuration (a key is generated once into a git-ignored
 file); production refuses to start without them and says how to make them.
 """
 
+import os
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -47,11 +48,24 @@ def field_encryption_keys(values: list[str], *, debug: bool, dev_key_file: Path)
 
 
 def _development_key(path: Path) -> str:
-    """One key per checkout, kept across runs so stored secrets stay readable."""
+    """One key per checkout, kept across runs so stored secrets stay readable.
+
+    Processes of a fresh checkout may start together (the web, a worker and beat; two
+    test runs): the key is written whole, owner-only from the first byte, to a file of
+    this process's own, then linked into place, which fails if another process got there
+    first. Everyone then reads the one key that won."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(Fernet.generate_key().decode() + "\n")
-        path.chmod(0o600)
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(Fernet.generate_key().decode() + "\n")
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
     return path.read_text().strip()
 
 

@@ -68,6 +68,23 @@ def test_it_generates_one_development_key_and_keeps_it(tmp_path: Path) -> None:
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
 
 
+
+def test_a_process_that_finds_no_key_keeps_the_one_another_wrote_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # bin/run starts the web, a worker and beat at once on a fresh checkout (CI, two
+    # suites): each may see no key, and the one that writes second must not replace it.
+    key_file = tmp_path / "var" / "field-encryption.key"
+    first = keys.field_encryption_keys([], debug=True, dev_key_file=key_file)
+    monkeypatch.setattr(Path, "exists", lambda self: False)  # it looked before the write
+
+    second = keys.field_encryption_keys([], debug=True, dev_key_file=key_file)
+
+    assert second == first and key_file.read_text().strip() == first[0]
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in key_file.parent.iterdir()] == ["field-encryption.key"]  # no draft left
+
+
 # --- DEBUG off by default; what a command elsewhere takes from a running bin/run --------
 
 RUNTIME_NAMES = ("DEBUG", "SECRET_KEY", "FIELD_ENCRYPTION_KEYS", "REDIS_URL", "BOTFLEET_EMBEDDED_REDIS")
