@@ -161,6 +161,15 @@ def _drain_held(bot_id: int, lock: str) -> int:
             return taken
         _batch_drain(bot_id, rows)
         taken += len(rows)
+        if len(rows) < DRAIN_BATCH:
+            # That was all of them when read. Not reading again saves a busy fleet's
+            # drains (mostly one or two pushes) a query each: drain() looks once more
+            # after letting go, which finds a push that came meanwhile all the same.
+            # The due key goes first, as a read would have taken it: a push kept
+            # before this batch's read may have set it since, and its drain found the
+            # lock held; left set, the bot's next push would not ask for a drain.
+            redis_client().delete(_due_key(bot_id))
+            return taken
         _lock_renew(bot_id, lock)
 
 

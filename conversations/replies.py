@@ -160,6 +160,8 @@ def pushed_answer(*, message_ids: Sequence[int], force: bool = False) -> list[in
     )
     if items:
         answer_soon(items)
+    if len(items) == len(set(message_ids)):
+        return []  # every one claimed here: none can still be waiting (the usual case)
     return list(waiting.exclude(pk__in=[pk for pk, _ in items]).values_list("pk", flat=True))
 
 

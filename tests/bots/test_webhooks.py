@@ -155,6 +155,55 @@ def test_a_drain_stores_pushes_in_update_order_once_and_hands_them_on(workers) -
 
 
 @pytest.mark.django_db
+def test_a_push_kept_while_a_drain_stores_its_batch_is_drained_by_it_too(workers, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # The drain asked for by the second push finds the first drain holding the bot and
+    # leaves the work to it, so that drain must look again before it ends.
+    task = running_webhook_task()
+    client = Client()
+    push(client, task.bot_id, private_update(1, "first"))
+    batch_drain, batches = pushes._batch_drain, []
+
+    def meanwhile(bot_id: int, rows: list[tuple[int, str]]) -> None:
+        batches.append(len(rows))
+        if len(batches) == 1:
+            push(client, task.bot_id, private_update(2, "second", user_id=502))
+            assert pushes.drain(task.bot_id) == 0  # the drain the second push asked for
+        batch_drain(bot_id, rows)
+
+    monkeypatch.setattr(pushes, "_batch_drain", meanwhile)
+
+    assert pushes.drain(task.bot_id) == 2
+    assert [m.update_id for m in Message.objects.order_by("pk")] == [1, 2]
+    assert not PushedUpdate.objects.exists()
+    assert workers.drains_asked == [task.bot_id, task.bot_id]  # each push, with no drain due
+    assert batches == [1, 1]
+
+
+@pytest.mark.django_db
+def test_after_a_drain_the_next_push_asks_for_one_even_if_one_was_asked_for_meanwhile(workers, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # A push kept before the drain read its rows but whose request for a drain came
+    # after (the web process was slow between the two): that drain finds the lock held
+    # and does nothing, and the drain holding it took the push already.
+    task = running_webhook_task()
+    client = Client()
+    push(client, task.bot_id, private_update(1, "first"))
+    batch_drain = pushes._batch_drain
+
+    def late_request(bot_id: int, rows: list[tuple[int, str]]) -> None:
+        pushes.drain_request(bot_id)
+        assert pushes.drain(bot_id) == 0
+        batch_drain(bot_id, rows)
+
+    monkeypatch.setattr(pushes, "_batch_drain", late_request)
+    assert pushes.drain(task.bot_id) == 1
+    monkeypatch.setattr(pushes, "_batch_drain", batch_drain)
+
+    push(client, task.bot_id, private_update(2, "second"))
+
+    assert workers.drains_asked == [task.bot_id] * 3  # the push after the drain asked again
+
+
+@pytest.mark.django_db
 def test_a_drain_leaves_the_bot_to_the_drain_holding_it(workers) -> None:  # type: ignore[no-untyped-def]
     task = running_webhook_task()
     push(Client(), task.bot_id, private_update(1, "hi"))
