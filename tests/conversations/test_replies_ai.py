@@ -301,7 +301,8 @@ def test_ai_calls_of_one_credential_run_side_by_side(gemini_credential, gemini_a
     gemini_api.set_latency(0)
 
     assert len(gemini_api.requests()) == 4
-    assert elapsed < 2.0, f"4 calls of 1 s took {elapsed:.1f} s: they ran one at a time"
+    # One at a time would take 4 s; the margin is for a loaded machine (CI runs two suites).
+    assert elapsed < 3.0, f"4 calls of 1 s took {elapsed:.1f} s: they ran one at a time"
 
 
 def test_a_captioned_photo_in_a_group_reaches_gemini_with_its_caption(ai_bot, telegram_api, gemini_api) -> None:  # type: ignore[no-untyped-def]

@@ -210,7 +210,7 @@ def test_latency_delays_concurrent_answers_in_parallel(emulator: GeminiEmulator)
     responses = asyncio.run(burst())
 
     assert len(responses) == 10
-    assert 0.5 <= time.monotonic() - started < 2.0  # one at a time would take 5 s
+    assert 0.5 <= time.monotonic() - started < 3.0  # one at a time would take 5 s
 
 
 def test_it_streams_the_reply_in_chunks_with_the_configured_timing(emulator: GeminiEmulator) -> None:
