@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import runner
+from emulators._common.state import max_in_window
 
 FULL_CHATS = 10_000
 QUICK_CHATS = 200
@@ -184,7 +185,7 @@ def broadcast_figures(emulator: Any, token: str, scheduled_pk: int, chat_ids: li
         "scheduled_to_last_send_s": round(seconds, 1) if seconds is not None else None,
         "first_to_last_send_s": round(times[-1] - times[0], 1) if len(times) > 1 else None,
         "sends_per_s": round((len(times) - 1) / (times[-1] - times[0]), 1) if len(times) > 1 else None,
-        "max_sends_in_1s": _max_in_window(times, 1.0),
+        "max_sends_in_1s": max_in_window(times, 1.0),
         "send_gap_p99_ms": round(1000 * (percentile(list(_gaps(times)), 99) or 0), 1),
         "floor_s": round(n / PER_BOT_PER_S, 1),
         "target_s": round(n / PER_BOT_PER_S * TARGET_S_AT_10K / FLOOR_S_AT_10K, 1),
@@ -194,15 +195,6 @@ def broadcast_figures(emulator: Any, token: str, scheduled_pk: int, chat_ids: li
 
 def _gaps(times: list[float]) -> list[float]:
     return [b - a for a, b in zip(times, times[1:], strict=False)]
-
-
-def _max_in_window(times: list[float], seconds: float) -> int:
-    most, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= seconds:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 # --- the run ---------------------------------------------------------------------------------

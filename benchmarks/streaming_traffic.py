@@ -27,13 +27,13 @@ message is checked against exactly what the emulator streamed or sent.
 """
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from benchmarks.report import latency_summary
 from benchmarks.traffic import Injected
 from emulators._common.server import default_reply
+from emulators._common.state import max_in_window
 from emulators.gemini import GeminiEmulatorClient
 from emulators.telegram import EmulatorClient
 
@@ -42,16 +42,6 @@ WINDOW_S = 1.0  # drafts per chat are counted in any window this long (groups: E
 GENERATE_ACTIONS = ("streamGenerateContent", "generateContent")
 
 Figures = dict[str, Any]
-
-
-def max_in_window(stamps: Sequence[float], window: float = WINDOW_S) -> int:
-    """The most stamps in any half-open window (t - window, t] (0 for none)."""
-    ordered, best, low = sorted(stamps), 0, 0
-    for high, at in enumerate(ordered):
-        while ordered[low] <= at - window:
-            low += 1
-        best = max(best, high - low + 1)
-    return best
 
 
 @dataclass

@@ -7,7 +7,7 @@ import pytest
 
 from bots import ratelimit
 from core import aio
-from tests.support.scheduling import max_in_window
+from emulators._common.state import max_in_window
 
 
 def acquire(**where: object) -> None:

@@ -18,10 +18,10 @@ from conversations.models import Chat, Delivery, Message, ScheduledRun
 from conversations.tasks import claims_reap, scheduled_run_send
 from core import aio
 from credentials.models import AICredential
+from emulators._common.state import max_in_window
 from tests.support.scheduling import (
     chats_make,
     fire,
-    max_in_window,
     run_drive,
     scheduled_make,
     scheduler_shut,

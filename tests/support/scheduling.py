@@ -79,17 +79,6 @@ def lanes_drive(run: ScheduledRun, timeout: float = 30) -> None:
         raise errors[0]
 
 
-def max_in_window(times: list[float], seconds: float = 1.0) -> int:
-    """The most sends inside any window of `seconds` (sliding)."""
-    times = sorted(times)
-    most, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= seconds:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
-
-
 def fire(scheduled: ScheduledMessage, now: datetime | None = None) -> ScheduledRun | None:
     """What the fire task does, in-process: claim the slot, then drive the run."""
     run = broadcasts.scheduled_fire(scheduled_id=scheduled.pk, now=now)
