@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 # Used when a fault does not say otherwise; small so tests stay fast.
 DEFAULT_RETRY_AFTER_SECONDS = 3.0
@@ -93,3 +93,21 @@ class FaultBase:
             message=data.get("message"),
             after_chunks=data.get("after_chunks"),
         )
+
+
+F = TypeVar("F", bound=FaultBase)
+
+
+@dataclass(slots=True)
+class QueuedFault(Generic[F]):
+    """A queued fault and how many more requests it answers (None: until cleared)."""
+
+    fault: F
+    left: int | None
+
+    def use(self) -> bool:
+        """One request answered with it; True when that was its last (dequeue it)."""
+        if self.left is None:
+            return False
+        self.left -= 1
+        return self.left <= 0

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, Protocol, Self, TypeVar
 
-from .faults import FaultBase
+from .faults import FaultBase, QueuedFault
 
 
 class MediaPart(NamedTuple):
@@ -119,7 +119,7 @@ class EmulatorStateBase(Generic[RecT, FaultT]):
         self._recorded = threading.Condition(self._lock)
         self._seq = 0
         self._requests: list[RecT] = []
-        self._faults: deque[tuple[FaultT, int | None]] = deque()  # (Fault, remaining or None)
+        self._faults: deque[QueuedFault[FaultT]] = deque()
         self._replies: deque[str] = deque()
         self._apply_config(self._config)
 
@@ -178,7 +178,7 @@ class EmulatorStateBase(Generic[RecT, FaultT]):
             after_chunks=after_chunks,
         )
         with self._lock:
-            self._faults.append((fault, fault.times))
+            self._faults.append(QueuedFault(fault, fault.times))
         return fault
 
     def clear_faults(self) -> None:
@@ -187,7 +187,7 @@ class EmulatorStateBase(Generic[RecT, FaultT]):
 
     def pending_faults(self) -> list[FaultT]:
         with self._lock:
-            return [dataclasses.replace(f, times=remaining) for f, remaining in self._faults]
+            return [dataclasses.replace(queued.fault, times=queued.left) for queued in self._faults]
 
     def set_latency(self, seconds: float) -> None:
         if seconds < 0:
@@ -326,13 +326,10 @@ class EmulatorStateBase(Generic[RecT, FaultT]):
         with self._lock:
             if not self._faults:
                 return None
-            fault, remaining = self._faults[0]
-            if remaining is not None:
-                remaining -= 1
-                if remaining <= 0:
-                    self._faults.popleft()
-                else:
-                    self._faults[0] = (fault, remaining)
+            queued = self._faults[0]
+            if queued.use():
+                self._faults.popleft()
+            fault = queued.fault
             if rec is not None:
                 rec.fault = fault.kind.value
             return fault

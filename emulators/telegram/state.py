@@ -28,7 +28,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from .._common.faults import FaultBase
+from .._common.faults import FaultBase, QueuedFault
 from .._common.ops import bound_ops, control_op, op_signatures, run_op
 from .errors import ApiError
 from .sent import Sent
@@ -98,14 +98,6 @@ class Fault(FaultBase):
         return {**FaultBase.to_dict(self), "method": self.method, "status": self.status}
 
 
-@dataclass(slots=True)
-class QueuedFault:
-    """A fault queued for one bot and how many more requests it answers (None: until cleared)."""
-
-    fault: Fault
-    left: int | None
-
-
 class EmulatorState:
     _parts: ClassVar[tuple[type, ...]] = (World, Updates, Sent)
 
@@ -123,7 +115,7 @@ class EmulatorState:
             rng, lambda token: self.world.bot(token).id, retry_base=webhook_retry_base
         )
         self.sent = Sent(rng, lambda token: self.world.bot(token).id, call_log_size)
-        self.faults: dict[str, deque[QueuedFault]] = {}  # token -> its faults, in order
+        self.faults: dict[str, deque[QueuedFault[Fault]]] = {}  # token -> its faults, in order
         self.ops = bound_ops(self, self.world, self.updates, self.sent)
 
     @classmethod
@@ -231,10 +223,8 @@ class EmulatorState:
             return None
         for entry in queue:
             if entry.fault.method in ("*", method.lower()):
-                if entry.left is not None:
-                    entry.left -= 1
-                    if entry.left <= 0:
-                        queue.remove(entry)
+                if entry.use():
+                    queue.remove(entry)
                 return entry.fault
         return None
 
